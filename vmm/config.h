@@ -1,0 +1,88 @@
+/* The INI config: iniparser reads the file, this module validates every key
+ * into struct dvmm_config.  Every error is one line naming the file, the
+ * section.key and the bad value, and cfg_load returns -EINVAL (-errno for an
+ * unreadable file); main turns that into exit code 2 before any VM exists.
+ *
+ * Sections: [vm] [console] [debug-exit] [memory] [disk.N] [mce] [control].
+ * Unknown sections and keys are errors, so typos never pass silently. */
+#ifndef DVMM_CONFIG_H
+#define DVMM_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest-mem/gm.h"
+
+#define CFG_MAX_DISKS 8
+#define CFG_CMDLINE_MAX 2048
+#define CFG_SERIAL_MAX 20          /* virtio-blk GET_ID string */
+#define CFG_MIN_MEMORY (16ULL << 20)
+
+enum cfg_on_reset { CFG_RESET_REBOOT, CFG_RESET_EXIT };
+enum cfg_cache { CFG_CACHE_WRITEBACK, CFG_CACHE_NONE };
+enum cfg_engine { CFG_ENGINE_DEFAULT, CFG_ENGINE_IO_URING, CFG_ENGINE_THREADS };
+
+struct cfg_disk {
+    unsigned index;                /* N of [disk.N] */
+    char path[PATH_MAX];
+    bool readonly;
+    unsigned queues;               /* after the clamp: 1..vcpus */
+    unsigned queues_requested;     /* as written (0 when defaulted) */
+    unsigned queue_size;           /* power of two, 2..256; default 256 */
+    char serial[CFG_SERIAL_MAX + 1];
+    enum cfg_cache cache;
+    enum cfg_engine engine;
+};
+
+struct dvmm_config {
+    char file[PATH_MAX];
+    struct {
+        char name[64];
+        unsigned vcpus;            /* default 1 */
+        uint64_t memory;           /* bytes; default 256M */
+        char kernel[PATH_MAX];     /* required */
+        char initrd[PATH_MAX];     /* "" when none */
+        char cmdline[CFG_CMDLINE_MAX];
+        enum cfg_on_reset on_reset;
+    } vm;
+    struct {
+        bool enabled;              /* default yes */
+        char output[PATH_MAX];     /* "stdout" (default) or a file path */
+        bool input;                /* read guest input from stdin; default yes */
+    } console;
+    struct {
+        bool enabled;              /* default yes */
+        uint16_t port;             /* default 0xf4 */
+        unsigned size;             /* 1, 2 or 4 bytes; default 4 */
+    } debug_exit;
+    struct gm_config memory;
+    struct cfg_disk disk[CFG_MAX_DISKS];
+    unsigned ndisks;
+    struct {
+        char log[PATH_MAX];        /* "" = stderr */
+    } mce;
+    struct {
+        bool enabled;              /* default yes */
+        char socket[PATH_MAX];     /* default $XDG_RUNTIME_DIR/dvmm-NAME.sock or /run/dvmm/NAME.sock */
+    } control;
+};
+
+/* Host facts the checks depend on, passed in so unit tests are deterministic. */
+struct cfg_limits {
+    unsigned max_vcpus;            /* KVM_CAP_MAX_VCPUS */
+    uint64_t host_memory;          /* bytes of host RAM */
+};
+
+/* Parse `file`, apply each "section.key=value" of sets[0..nsets) on top, and
+ * validate.  Warnings (such as the queue clamp) go to the log; errors to
+ * err/errlen as one line. */
+int cfg_load(const char *file, char *const *sets, unsigned nsets,
+             const struct cfg_limits *lim, struct dvmm_config *out,
+             char *err, size_t errlen);
+
+/* "4G", "512M", "1048576", "64K" -> bytes.  -EINVAL on junk, -ERANGE on overflow. */
+int cfg_parse_size(const char *s, uint64_t *out);
+
+#endif
