@@ -1,0 +1,116 @@
+# TAP helpers for the bash integration tests (tests/integration/*.t).
+# Source it:  . "$(dirname "$0")/../lib/tap.sh"
+# Output is TAP 13 as prove expects; diagnostics go to stdout as "# ..." lines
+# so they stay in order with the test lines.
+
+# A test script runs with `set -u` in mind: every variable here has a default.
+TAP_N=0          # number of the last test emitted
+TAP_FAILED=0     # how many "not ok" (TODO excluded)
+TAP_PLANNED=""   # the plan, once printed
+
+tap_plan() {
+    TAP_PLANNED=$1
+    echo "1..$1"
+}
+
+# Print each line of the arguments (or stdin with "-") as a diagnostic.
+tap_diag() {
+    if [ "$#" -eq 1 ] && [ "$1" = "-" ]; then
+        sed 's/^/# /'
+    else
+        printf '%s\n' "$*" | sed 's/^/# /'
+    fi
+}
+
+tap_ok() {
+    TAP_N=$((TAP_N + 1))
+    echo "ok $TAP_N - $*"
+}
+
+# tap_not_ok DESCRIPTION [DIAGNOSTIC...]: each extra argument becomes a "#" line.
+tap_not_ok() {
+    local desc=$1
+    shift
+    TAP_N=$((TAP_N + 1))
+    TAP_FAILED=$((TAP_FAILED + 1))
+    echo "not ok $TAP_N - $desc"
+    local d
+    for d in "$@"; do
+        tap_diag "$d"
+    done
+}
+
+# tap_check DESCRIPTION CMD...: ok when CMD succeeds; on failure its output
+# (stdout+stderr, last 20 lines) becomes the diagnostic.
+tap_check() {
+    local desc=$1 out rc
+    shift
+    out=$("$@" 2>&1)
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        tap_ok "$desc"
+    else
+        tap_not_ok "$desc" "command: $*" "exit status $rc" \
+            "$(printf '%s\n' "$out" | tail -n 20)"
+    fi
+    return "$rc"
+}
+
+# tap_is GOT EXPECTED DESCRIPTION
+tap_is() {
+    if [ "$1" = "$2" ]; then
+        tap_ok "$3"
+    else
+        tap_not_ok "$3" "got:      '$1'" "expected: '$2'"
+        return 1
+    fi
+}
+
+# tap_skip REASON [COUNT]: COUNT tests (default 1) skipped with REASON.
+tap_skip() {
+    local reason=$1 count=${2:-1} i
+    for ((i = 0; i < count; i++)); do
+        TAP_N=$((TAP_N + 1))
+        echo "ok $TAP_N # SKIP $reason"
+    done
+}
+
+# The whole file cannot run here: say why and stop.  Only valid before any
+# test line or plan has been printed.
+tap_skip_all() {
+    echo "1..0 # SKIP $*"
+    exit 0
+}
+
+tap_bail_out() {
+    echo "Bail out! $*"
+    exit 255
+}
+
+# Print the plan when it was not given up front (done_testing style) and exit
+# non-zero when any test failed or the count differs from the plan.
+tap_done() {
+    if [ -z "$TAP_PLANNED" ]; then
+        echo "1..$TAP_N"
+    elif [ "$TAP_PLANNED" -ne "$TAP_N" ]; then
+        tap_diag "planned $TAP_PLANNED tests but ran $TAP_N"
+        exit 255
+    fi
+    [ "$TAP_FAILED" -eq 0 ] || exit 1
+    exit 0
+}
+
+# run_with_timeout SECONDS CMD...: CMD's status, or 124 when it ran too long.
+# KILL follows TERM after 10 s so a wedged child never hangs the suite.
+run_with_timeout() {
+    local secs=$1
+    shift
+    timeout --kill-after=10 "$secs" "$@"
+}
+
+# Repo root (the directory holding Makefile and tests/), whatever the cwd.
+tap_repo_root() {
+    local here
+    here=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) || return 1
+    echo "$here"
+}
