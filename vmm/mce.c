@@ -1,0 +1,142 @@
+#include "vmm/mce.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#define MCE_SMALL_PAGE 4096ULL
+
+int mce_encode(enum mce_kind kind, uint64_t gpa, struct kvm_x86_mce *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (kind) {
+    case MCE_AR:
+        out->status = MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_EN |
+                      MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV |
+                      MCE_MCI_STATUS_S | MCE_MCI_STATUS_AR | MCE_MCACOD_AR;
+        /* EIPV: the interrupted RIP is the access that consumed the poison. */
+        out->mcg_status = MCE_MCG_STATUS_MCIP | MCE_MCG_STATUS_RIPV |
+                          MCE_MCG_STATUS_EIPV;
+        break;
+    case MCE_AO:
+        out->status = MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_EN |
+                      MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV |
+                      MCE_MCI_STATUS_S | MCE_MCACOD_AO;
+        out->mcg_status = MCE_MCG_STATUS_MCIP | MCE_MCG_STATUS_RIPV;
+        break;
+    default:
+        return -EINVAL;
+    }
+    out->addr = gpa;
+    out->misc = MCE_MCI_MISC;
+    out->bank = MCE_BANK;
+    return 0;
+}
+
+uint64_t mce_mcg_cap(uint64_t supported)
+{
+    if ((supported & MCE_MCG_CAP_COUNT_MASK) < MCE_NR_BANKS)
+        return 0;
+    /* Without SER_P a guest treats every UC error as fatal, which defeats
+     * the point; still, pass through only what KVM accepts. */
+    return MCE_NR_BANKS | (supported & (MCE_MCG_SER_P | MCE_MCG_CTL_P));
+}
+
+int mce_poison_range(uint64_t addr, unsigned addr_lsb, uint64_t page_size,
+                     struct mce_poison_range *out)
+{
+    uint64_t unit;
+
+    if (page_size < MCE_SMALL_PAGE || (page_size & (page_size - 1)) ||
+        addr_lsb > 63)
+        return -EINVAL;
+    if (addr_lsb < 12)
+        addr_lsb = 12;
+    unit = 1ULL << addr_lsb;
+    if (unit < page_size)
+        unit = page_size;
+    out->start = addr & ~(unit - 1);
+    out->len = unit;
+    out->report = addr & ~(MCE_SMALL_PAGE - 1);
+    return 0;
+}
+
+const char *mce_kind_name(enum mce_kind kind)
+{
+    return kind == MCE_AR ? "AR" : kind == MCE_AO ? "AO" : "?";
+}
+
+static json_object *mce_hex_or_null(bool known, uint64_t v)
+{
+    char s[24];
+
+    if (!known)
+        return NULL;
+    snprintf(s, sizeof(s), "0x%" PRIx64, v);
+    return json_object_new_string(s);
+}
+
+int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
+{
+    char ts[48];
+    struct tm tm;
+    time_t sec = ev->time.tv_sec;
+    json_object *o;
+    const char *s;
+    size_t n;
+    int ret;
+
+    if (len)
+        buf[0] = '\0';
+    if (!gmtime_r(&sec, &tm))
+        return -EINVAL;
+    n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%06ldZ", ev->time.tv_nsec / 1000);
+
+    o = json_object_new_object();
+    if (!o)
+        return -ENOMEM;
+    json_object_object_add(o, "time", json_object_new_string(ts));
+    json_object_object_add(o, "kind", json_object_new_string(mce_kind_name(ev->kind)));
+    json_object_object_add(o, "hva", mce_hex_or_null(ev->hva_known, ev->hva));
+    json_object_object_add(o, "gpa", mce_hex_or_null(ev->gpa_known, ev->gpa));
+    json_object_object_add(o, "page_size", json_object_new_int64((int64_t)ev->page_size));
+    json_object_object_add(o, "vcpu", ev->vcpu >= 0 ? json_object_new_int(ev->vcpu) : NULL);
+    json_object_object_add(o, "injected", json_object_new_boolean(ev->injected));
+    json_object_object_add(o, "reason", json_object_new_string(ev->reason ? ev->reason : ""));
+
+    s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+    n = s ? strlen(s) : 0;
+    if (!s) {
+        ret = -ENOMEM;
+    } else if (n + 2 > len) {
+        ret = -ENOSPC;
+    } else {
+        memcpy(buf, s, n);
+        buf[n] = '\n';
+        buf[n + 1] = '\0';
+        ret = (int)(n + 1);
+    }
+    json_object_put(o);
+    return ret;
+}
+
+int mce_log_write(int fd, const struct mce_event *ev)
+{
+    char line[1024];
+    int n = mce_log_line(line, sizeof(line), ev);
+    ssize_t w;
+
+    if (n < 0)
+        return n;
+    do {
+        w = write(fd, line, (size_t)n);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return -errno;
+    return w == n ? 0 : -EIO;
+}

@@ -1,0 +1,105 @@
+/* Machine-check encoding and the memory-failure event log.
+ *
+ * Pure functions: what a host memory failure becomes for the guest (the
+ * de-facto encoding QEMU uses, so guest kernels recognise it), which
+ * MCG_CAP to hand KVM_X86_SETUP_MCE, which guest range a SIGBUS poisons,
+ * and the one-line JSON record of every event.  The SIGBUS handling and
+ * the KVM ioctls live with the vCPU code; nothing here touches a fd except
+ * mce_log_write. */
+#ifndef DVMM_MCE_H
+#define DVMM_MCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <linux/kvm.h>
+
+enum mce_kind {
+    MCE_AR,     /* action required: the vCPU consumed the poison */
+    MCE_AO,     /* action optional: found by a scrubber, not yet consumed */
+};
+
+/* The uapi headers do not export these (they live in the kernel's
+ * arch/x86/include/asm/mce.h), so they are spelled out from the SDM. */
+#define MCE_MCG_CAP_COUNT_MASK 0xffULL
+#define MCE_MCG_CTL_P          (1ULL << 8)
+#define MCE_MCG_SER_P          (1ULL << 24)
+
+#define MCE_MCG_STATUS_RIPV    (1ULL << 0)
+#define MCE_MCG_STATUS_EIPV    (1ULL << 1)
+#define MCE_MCG_STATUS_MCIP    (1ULL << 2)
+
+#define MCE_MCI_STATUS_VAL     (1ULL << 63)
+#define MCE_MCI_STATUS_UC      (1ULL << 61)
+#define MCE_MCI_STATUS_EN      (1ULL << 60)
+#define MCE_MCI_STATUS_MISCV   (1ULL << 59)
+#define MCE_MCI_STATUS_ADDRV   (1ULL << 58)
+#define MCE_MCI_STATUS_S       (1ULL << 56)
+#define MCE_MCI_STATUS_AR      (1ULL << 55)
+
+#define MCE_BANK       9
+#define MCE_NR_BANKS   10        /* as QEMU: the smallest count with bank 9 */
+/* MISC: address mode 2 (physical), LSB 12 -- a 4 KiB page was lost. */
+#define MCE_MCI_MISC   0x8cULL
+#define MCE_MCACOD_AR  0x134ULL  /* data load, memory hierarchy */
+#define MCE_MCACOD_AO  0x0c0ULL  /* memory scrubbing */
+#define MCE_STATUS_AR  0xBD80000000000134ULL
+#define MCE_STATUS_AO  0xBD000000000000C0ULL
+
+/* Fill *out (zeroing the padding) for a failure of kind at gpa.  MCi_ADDR
+ * is gpa as given; callers pass the 4 KiB page address they report.
+ * -EINVAL for an unknown kind. */
+int mce_encode(enum mce_kind kind, uint64_t gpa, struct kvm_x86_mce *out);
+
+/* The mcg_cap for KVM_X86_SETUP_MCE given KVM_X86_GET_MCE_CAP_SUPPORTED:
+ * MCE_NR_BANKS banks, plus MCG_SER_P and MCG_CTL_P where KVM offers them.
+ * Returns 0 -- never a usable mcg_cap -- when KVM has fewer than
+ * MCE_NR_BANKS banks, since bank 9 would not exist. */
+uint64_t mce_mcg_cap(uint64_t supported);
+
+/* What one SIGBUS poisons.  The failure unit is the larger of the backend's
+ * page and 2^addr_lsb, aligned down around addr (siginfo's si_addr and
+ * si_addr_lsb): dmemfs reports the dpage start with lsb 12, yet the whole
+ * dpage is gone, and hugetlbfs reports the huge page's lsb.  The MCE
+ * reports the 4 KiB page holding addr, which for dmemfs is the dpage's
+ * first page. */
+struct mce_poison_range {
+    uint64_t start;     /* HVA of the first lost byte */
+    uint64_t len;       /* bytes lost */
+    uint64_t report;    /* 4 KiB-aligned HVA for MCi_ADDR (after HVA->GPA) */
+};
+
+/* -EINVAL when page_size is not a power of two >= 4 KiB or addr_lsb is
+ * over 63.  An lsb below 12 is treated as 12: guests lose whole pages. */
+int mce_poison_range(uint64_t addr, unsigned addr_lsb, uint64_t page_size,
+                     struct mce_poison_range *out);
+
+/* One memory-failure event as the log records it. */
+struct mce_event {
+    struct timespec time;   /* CLOCK_REALTIME when it arrived */
+    enum mce_kind kind;
+    bool hva_known;         /* false: logged as null (control-socket injection) */
+    uint64_t hva;
+    bool gpa_known;         /* false: HVA outside guest RAM, logged as null */
+    uint64_t gpa;
+    uint64_t page_size;     /* bytes lost (the dpage or huge page) */
+    int vcpu;               /* < 0: null (not yet routed) */
+    bool injected;
+    const char *reason;     /* short why; NULL logs "" */
+};
+
+const char *mce_kind_name(enum mce_kind kind);   /* "AR" / "AO" */
+
+/* One JSON object and a trailing '\n' in buf: time (ISO-8601 UTC with
+ * microseconds), kind, hva and gpa (hex strings or null), page_size, vcpu
+ * (int or null), injected, reason.  Returns the length without the NUL,
+ * -ENOSPC if buf is too small (buf then holds ""), -ENOMEM. */
+int mce_log_line(char *buf, size_t len, const struct mce_event *ev);
+
+/* Format and write the line with one write(2), so O_APPEND logs shared by
+ * threads never interleave.  0 or -errno. */
+int mce_log_write(int fd, const struct mce_event *ev);
+
+#endif
