@@ -8,6 +8,8 @@
 #ifndef DVMM_CPUID_H
 #define DVMM_CPUID_H
 
+#include <stdint.h>
+
 #include <linux/kvm.h>
 
 /* out->nent is the capacity of out->entries on entry, the entry count on
