@@ -1,0 +1,164 @@
+# The nested KVM host: Debian's kernel booted in QEMU TCG (which emulates
+# AMD SVM with nested paging), with the KVM modules loaded, the host's root
+# visible read-only over virtio-9p and the repo (and $DVMM_BUILD) read-write
+# at their own paths.  A command run there sees the same files, the same
+# tools and the same build outputs as here, plus a working /dev/kvm.
+#
+# Sourced by tests/lib/kvm-env.sh and tests/lib/nested-run.
+#   nested_prepare        fetch the kernel, build the cached initramfs
+#   nested_run CMD...     run CMD there; its stdout/stderr come out here,
+#                         its exit status is the return value
+# Knobs: DVMM_NESTED_MEM (default 8G), DVMM_NESTED_CPUS (2),
+#        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_MODULES
+#        (extra modules to load), DVMM_NESTED_KEEP=1 (keep the job directory).
+# Inside, DVMM_NESTED=1 is set.
+
+. "$(dirname "${BASH_SOURCE[0]}")/linux-kernel.sh"
+
+NESTED_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+NESTED_REPO=$(cd "$NESTED_LIB/../.." && pwd)
+NESTED_BASE_MODULES="kvm_amd 9p 9pnet_virtio virtio_pci"
+
+# Why the nested host cannot be used here, or nothing when it can.
+nested_unavailable_reason() {
+    if [ -n "${DVMM_NESTED:-}" ]; then
+        echo "already inside the nested KVM host"
+    elif ! command -v qemu-system-x86_64 >/dev/null; then
+        echo "no qemu-system-x86_64 for a nested KVM host"
+    elif [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx insmod; then
+        echo "no static /bin/busybox (busybox-static) for the nested host's initramfs"
+    fi
+}
+
+# Build (once) the initramfs: static busybox, /init, the module closure.
+# Sets NESTED_DIR, NESTED_INITRD (and the LINUX_* variables).
+nested_prepare() {
+    local build stage key mods m
+    linux_kernel_fetch || return 1
+    build=$(dvmm_build_dir) || return 1
+    NESTED_DIR=$build/nested
+    mkdir -p "$NESTED_DIR/jobs" || return 1
+
+    mods=$(linux_module_closure $NESTED_BASE_MODULES ${DVMM_NESTED_MODULES:-}) || return 1
+    # The cache key covers everything that goes into the image.
+    key=$( { cat "$NESTED_LIB/nested-init"; echo "$LINUX_KVER"; echo "$mods";
+             sha256sum /bin/busybox; } | sha256sum | cut -c1-12)
+    NESTED_INITRD=$NESTED_DIR/initramfs-$LINUX_KVER-$key.cpio.gz
+    [ -f "$NESTED_INITRD" ] && return 0
+
+    stage=$(mktemp -d "$NESTED_DIR/.stage.XXXXXX") || return 1
+    mkdir -p "$stage/bin" "$stage/modules" || return 1
+    cp /bin/busybox "$stage/bin/busybox" &&
+        cp "$NESTED_LIB/nested-init" "$stage/init" &&
+        chmod 755 "$stage/init" || { rm -rf "$stage"; return 1; }
+    for m in $mods; do
+        cp "$m" "$stage/modules/" || { rm -rf "$stage"; return 1; }
+        basename "$m" >>"$stage/modules/order"
+    done
+    if ! (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+              cpio --quiet -o -H newc -R 0:0 | gzip -1) >"$stage.cpio.gz"; then
+        rm -rf "$stage" "$stage.cpio.gz"
+        return 1
+    fi
+    mv "$stage.cpio.gz" "$NESTED_INITRD"
+    rm -rf "$stage"
+}
+
+# Directories the job may write, at their host paths: the repo and, when it
+# lies elsewhere, the build directory.  Parents come before children.
+_nested_rw_paths() {
+    local build
+    build=$(dvmm_build_dir)
+    echo "$NESTED_REPO"
+    case $build/ in
+        "$NESTED_REPO"/*) ;;
+        *) echo "$build" ;;
+    esac
+}
+
+# The environment a job inherits: the project's knobs and what prove passes.
+_nested_env_script() {
+    local name
+    for name in $(compgen -e); do
+        case $name in
+            DVMM_*|HARNESS_*|TEST_*|TAP_*|PATH|LANG|LC_*|HOME|USER|LOGNAME|TERM|TZ|CC|CFLAGS|V)
+                printf 'export %s=%q\n' "$name" "${!name}" ;;
+        esac
+    done
+    printf 'export DVMM_BUILD=%q\n' "$(dvmm_build_dir)"
+    echo "export DVMM_NESTED=1"
+}
+
+nested_run() {
+    local job rc cwd rwlist="" tags=() path i=0 qemu_rc status
+    NESTED_FAILURE=""
+    if [ -n "$(nested_unavailable_reason)" ]; then
+        NESTED_FAILURE=$(nested_unavailable_reason)
+        echo "nested-run: $NESTED_FAILURE" >&2
+        return 125
+    fi
+    if ! nested_prepare; then
+        NESTED_FAILURE="could not prepare the nested host (kernel fetch or initramfs build failed)"
+        echo "nested-run: $NESTED_FAILURE" >&2
+        return 125
+    fi
+    job=$(mktemp -d "$NESTED_DIR/jobs/job.XXXXXX") || return 125
+    case $job in
+        *[[:space:],]*) echo "nested-run: job path '$job' has spaces or commas" >&2; return 125 ;;
+    esac
+
+    # /tmp inside is a fresh tmpfs, so a cwd there would not exist.
+    cwd=$PWD
+    case $cwd in
+        /tmp|/tmp/*|/run|/run/*) cwd=$NESTED_REPO ;;
+    esac
+    {
+        echo "# nested job written by tests/lib/nested.sh"
+        _nested_env_script
+        printf 'cd %q || exit 125\n' "$cwd"
+        printf 'exec'
+        printf ' %q' "$@"
+        echo
+    } >"$job/cmd"
+
+    while read -r path; do
+        tags+=(-virtfs "local,path=$path,mount_tag=rw$i,security_model=none,multidevs=remap")
+        rwlist=${rwlist:+$rwlist,}$path
+        i=$((i + 1))
+    done < <(_nested_rw_paths)
+
+    timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
+        qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
+        -M q35 -accel tcg -cpu max \
+        -smp "${DVMM_NESTED_CPUS:-2}" -m "${DVMM_NESTED_MEM:-8G}" \
+        -display none -monitor none -serial "file:$job/console.log" \
+        -kernel "$LINUX_VMLINUZ" -initrd "$NESTED_INITRD" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist" \
+        -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
+        "${tags[@]}" \
+        </dev/null >"$job/qemu.log" 2>&1
+    qemu_rc=$?
+
+    [ -f "$job/stdout" ] && cat "$job/stdout"
+    [ -f "$job/stderr" ] && cat "$job/stderr" >&2
+    status=$(cat "$job/status" 2>/dev/null)
+    if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
+        NESTED_FAILURE="nested KVM host timed out after ${DVMM_NESTED_TIMEOUT:-1200} s"
+        rc=124
+    elif [ -z "$status" ]; then
+        NESTED_FAILURE="nested KVM host ended without running the job (qemu exit $qemu_rc)"
+        rc=125
+    else
+        rc=$status
+    fi
+    if [ -n "$NESTED_FAILURE" ]; then
+        {
+            echo "nested-run: $NESTED_FAILURE; job directory $job"
+            tail -n 20 "$job/qemu.log" "$job/console.log" 2>/dev/null
+        } >&2
+        NESTED_FAILURE_LOG=$(tail -n 20 "$job/console.log" 2>/dev/null)
+    elif [ -z "${DVMM_NESTED_KEEP:-}" ]; then
+        rm -rf "$job"
+    fi
+    return "$rc"
+}
