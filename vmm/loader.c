@@ -1,0 +1,378 @@
+/* bzImage and ELF64 kernel loaders and the initrd loader (see loader.h).
+ * Every image field used as an offset or size is checked before use; the
+ * image is validated fully before the first byte is written to the guest,
+ * so a rejected image leaves guest memory as it was. */
+#include "vmm/loader.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BZ_HDR_OFF   0x1f1
+#define BZ_MAGIC_OFF 0x202
+#define BZ_MAGIC     0x53726448U     /* "HdrS" */
+#define BZ_BOOT_FLAG 0xaa55
+#define BZ_SECTOR    512
+
+static int loader_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int loader_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* The highest poisoned page overlapping [gpa, gpa+len), or UINT64_MAX. */
+static uint64_t loader_poison_in(const struct loader_target *t, uint64_t gpa, uint64_t len)
+{
+    uint64_t hit = UINT64_MAX;
+
+    for (unsigned i = 0; i < t->npoison; i++) {
+        uint64_t p = t->poison[i] & ~(GM_PAGE_SIZE - 1);
+        if (p < gpa + len && p + GM_PAGE_SIZE > gpa)
+            hit = p;
+    }
+    return hit;
+}
+
+int loader_range_ok(const struct loader_target *t, uint64_t gpa, uint64_t len)
+{
+    if (len == 0)
+        len = 1;
+    if (gpa + len < gpa)
+        return 0;
+    if (!gm_gpa_to_hva(t->gm, gpa, len))
+        return 0;
+    return loader_poison_in(t, gpa, len) == UINT64_MAX;
+}
+
+/* Why [gpa, gpa+len) cannot be written, as an errno and a message tail. */
+static int loader_range_check(const struct loader_target *t, const char *what,
+                              const char *part, uint64_t gpa, uint64_t len,
+                              char *err, size_t errlen)
+{
+    uint64_t p;
+
+    if (gpa < t->floor)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: %s at GPA 0x%llx overlaps dvmm's boot structures below 0x%llx",
+                           what, part, (unsigned long long)gpa,
+                           (unsigned long long)t->floor);
+    if (gpa + len < gpa || !gm_gpa_to_hva(t->gm, gpa, len ? len : 1))
+        return loader_fail(err, errlen, -ENOSPC,
+                           "%s: %s [0x%llx, +%llu bytes) is outside guest RAM (%llu bytes; "
+                           "low RAM ends at 0x%llx)",
+                           what, part, (unsigned long long)gpa, (unsigned long long)len,
+                           (unsigned long long)t->gm->layout.ram_size,
+                           (unsigned long long)(t->gm->layout.r[0].gpa + t->gm->layout.r[0].size));
+    p = loader_poison_in(t, gpa, len);
+    if (p != UINT64_MAX)
+        return loader_fail(err, errlen, -EFAULT,
+                           "%s: %s [0x%llx, +%llu bytes) covers poisoned page 0x%llx",
+                           what, part, (unsigned long long)gpa, (unsigned long long)len,
+                           (unsigned long long)p);
+    return 0;
+}
+
+static int loader_bzimage(const struct loader_target *t, const uint8_t *img, size_t len,
+                          const char *what, struct loader_kernel *out,
+                          char *err, size_t errlen)
+{
+    struct setup_header *h = &out->hdr;
+    size_t hdr_end = BZ_MAGIC_OFF + img[BZ_MAGIC_OFF - 1];
+    size_t setup_size, payload;
+    uint64_t load, need;
+    int rc;
+
+    memset(h, 0, sizeof(*h));
+    if (hdr_end > BZ_HDR_OFF + sizeof(*h))
+        hdr_end = BZ_HDR_OFF + sizeof(*h);
+    if (hdr_end > len)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: truncated bzImage (%zu bytes, setup header ends at 0x%zx)",
+                           what, len, hdr_end);
+    memcpy(h, img + BZ_HDR_OFF, hdr_end - BZ_HDR_OFF);
+    out->hdr_len = hdr_end - BZ_HDR_OFF;
+
+    if (h->boot_flag != BZ_BOOT_FLAG)
+        return loader_fail(err, errlen, -EINVAL, "%s: bzImage boot_flag is 0x%04x, not 0xaa55",
+                           what, h->boot_flag);
+    if (h->version < LOADER_BZ_MIN_VERSION)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: boot protocol %u.%02u is older than 2.06", what,
+                           h->version >> 8, h->version & 0xff);
+    /* xloadflags exists from 2.12; without it there is no 64-bit entry. */
+    if (h->version < 0x020c || !(h->xloadflags & XLF_KERNEL_64))
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: not a 64-bit kernel (no XLF_KERNEL_64 in xloadflags, protocol %u.%02u)",
+                           what, h->version >> 8, h->version & 0xff);
+    if (!(h->loadflags & LOADED_HIGH))
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: zImage (LOADED_HIGH not set) cannot be loaded", what);
+
+    setup_size = ((size_t)(h->setup_sects ? h->setup_sects : 4) + 1) * BZ_SECTOR;
+    if (setup_size >= len)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: truncated bzImage (%zu bytes, setup code is %zu)",
+                           what, len, setup_size);
+    payload = len - setup_size;
+    if ((uint64_t)h->syssize * 16 > payload)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: truncated bzImage (protected-mode kernel is %zu bytes, header says %llu)",
+                           what, payload, (unsigned long long)h->syssize * 16);
+
+    load = LOADER_BZ_DEFAULT_ADDR;
+    if (h->relocatable_kernel && h->version >= 0x020a && h->pref_address)
+        load = h->pref_address;
+    need = payload;
+    if (h->version >= 0x020a && h->init_size > need)
+        need = h->init_size;
+    rc = loader_range_check(t, what, "kernel", load, need, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    memcpy(gm_gpa_to_hva(t->gm, load, payload), img + setup_size, payload);
+    out->kind = LOADER_BZIMAGE;
+    out->start = load;
+    out->end = load + need;
+    out->entry = load + LOADER_BZ_ENTRY64_OFF;
+    return 0;
+}
+
+static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_t len,
+                        const char *what, struct loader_kernel *out,
+                        char *err, size_t errlen)
+{
+    Elf64_Ehdr eh;
+    uint64_t start = UINT64_MAX, end = 0, entry = 0;
+    bool entry_found = false;
+    unsigned nload = 0;
+    int rc;
+
+    if (len < sizeof(eh))
+        return loader_fail(err, errlen, -EINVAL, "%s: truncated ELF header (%zu bytes)", what, len);
+    memcpy(&eh, img, sizeof(eh));
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64)
+        return loader_fail(err, errlen, -EINVAL, "%s: not an ELF64 file (class %u)",
+                           what, eh.e_ident[EI_CLASS]);
+    if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
+        return loader_fail(err, errlen, -EINVAL, "%s: not a little-endian x86-64 ELF (machine %u)",
+                           what, eh.e_machine);
+    if (eh.e_type != ET_EXEC)
+        return loader_fail(err, errlen, -EINVAL, "%s: ELF type %u is not ET_EXEC", what, eh.e_type);
+    if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
+        eh.e_phoff > len || (len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: bad ELF program headers (phoff 0x%llx, %u x %u bytes, file %zu bytes)",
+                           what, (unsigned long long)eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
+
+    /* Pass 1 validates every segment; pass 2 writes. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            char part[48];
+
+            memcpy(&ph, img + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+            if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
+                continue;
+            if (pass == 1) {
+                uint8_t *dst = gm_gpa_to_hva(t->gm, ph.p_paddr, ph.p_memsz);
+                memcpy(dst, img + ph.p_offset, ph.p_filesz);
+                memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+                continue;
+            }
+            snprintf(part, sizeof(part), "segment %u", i);
+            if (ph.p_filesz > ph.p_memsz || ph.p_offset > len || len - ph.p_offset < ph.p_filesz)
+                return loader_fail(err, errlen, -EINVAL,
+                                   "%s: ELF %s (offset 0x%llx, filesz %llu, memsz %llu) lies beyond "
+                                   "the file (%zu bytes)", what, part,
+                                   (unsigned long long)ph.p_offset, (unsigned long long)ph.p_filesz,
+                                   (unsigned long long)ph.p_memsz, len);
+            rc = loader_range_check(t, what, part, ph.p_paddr, ph.p_memsz, err, errlen);
+            if (rc < 0)
+                return rc;
+            nload++;
+            if (ph.p_paddr < start)
+                start = ph.p_paddr;
+            if (ph.p_paddr + ph.p_memsz > end)
+                end = ph.p_paddr + ph.p_memsz;
+            /* vmlinux's e_entry is physical; other linkers give a virtual
+             * one, which the segment's vaddr->paddr offset translates. */
+            if (!entry_found && eh.e_entry >= ph.p_paddr && eh.e_entry - ph.p_paddr < ph.p_memsz) {
+                entry = eh.e_entry;
+                entry_found = true;
+            } else if (!entry_found && eh.e_entry >= ph.p_vaddr &&
+                       eh.e_entry - ph.p_vaddr < ph.p_memsz) {
+                entry = ph.p_paddr + (eh.e_entry - ph.p_vaddr);
+                entry_found = true;
+            }
+        }
+        if (pass == 0 && nload == 0)
+            return loader_fail(err, errlen, -EINVAL, "%s: ELF has no PT_LOAD segment", what);
+        if (pass == 0 && !entry_found)
+            return loader_fail(err, errlen, -EINVAL,
+                               "%s: ELF entry 0x%llx is outside every loaded segment",
+                               what, (unsigned long long)eh.e_entry);
+    }
+
+    memset(&out->hdr, 0, sizeof(out->hdr));
+    out->hdr_len = 0;
+    out->kind = LOADER_ELF64;
+    out->start = start;
+    out->end = end;
+    out->entry = entry;
+    return 0;
+}
+
+int loader_kernel_buf(const struct loader_target *t, const void *img, size_t len,
+                      const char *what, struct loader_kernel *out,
+                      char *err, size_t errlen)
+{
+    const uint8_t *b = img;
+    uint32_t magic;
+
+    if (len >= BZ_MAGIC_OFF + 4) {
+        memcpy(&magic, b + BZ_MAGIC_OFF, 4);
+        if (magic == BZ_MAGIC)
+            return loader_bzimage(t, b, len, what, out, err, errlen);
+    }
+    if (len >= SELFMAG && memcmp(b, ELFMAG, SELFMAG) == 0)
+        return loader_elf64(t, b, len, what, out, err, errlen);
+    return loader_fail(err, errlen, -ENOEXEC,
+                       "%s: neither a bzImage (no \"HdrS\" at 0x202) nor an ELF64 file (%zu bytes)",
+                       what, len);
+}
+
+/* Open a regular file for reading; *size is its length. */
+static int loader_open(const char *path, const char *key, uint64_t *size,
+                       char *err, size_t errlen)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return loader_fail(err, errlen, -errno, "%s=%s: %s", key, path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        int rc = -errno;
+        close(fd);
+        return loader_fail(err, errlen, rc, "%s=%s: %s", key, path, strerror(-rc));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return loader_fail(err, errlen, -EINVAL, "%s=%s: not a regular file", key, path);
+    }
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+/* Read exactly len bytes at offset 0; a file that shrank is an error. */
+static int loader_read_all(int fd, void *dst, uint64_t len, const char *key,
+                           const char *path, char *err, size_t errlen)
+{
+    uint64_t done = 0;
+
+    while (done < len) {
+        size_t chunk = len - done > (1U << 30) ? (1U << 30) : (size_t)(len - done);
+        ssize_t n = pread(fd, (uint8_t *)dst + done, chunk, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return loader_fail(err, errlen, -errno, "%s=%s: read: %s", key, path, strerror(errno));
+        if (n == 0)
+            return loader_fail(err, errlen, -EIO, "%s=%s: file shrank to %llu bytes while reading",
+                               key, path, (unsigned long long)done);
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+int loader_kernel_file(const struct loader_target *t, const char *path,
+                       struct loader_kernel *out, char *err, size_t errlen)
+{
+    char what[PATH_MAX + 16];
+    uint64_t size;
+    void *buf;
+    int fd, rc;
+
+    fd = loader_open(path, "vm.kernel", &size, err, errlen);
+    if (fd < 0)
+        return fd;
+    if (size > t->gm->layout.ram_size) {
+        close(fd);
+        return loader_fail(err, errlen, -ENOSPC,
+                           "vm.kernel=%s: %llu bytes is larger than guest RAM (%llu bytes)", path,
+                           (unsigned long long)size, (unsigned long long)t->gm->layout.ram_size);
+    }
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        close(fd);
+        return loader_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
+    }
+    rc = loader_read_all(fd, buf, size, "vm.kernel", path, err, errlen);
+    close(fd);
+    if (rc == 0) {
+        snprintf(what, sizeof(what), "vm.kernel=%s", path);
+        rc = loader_kernel_buf(t, buf, size, what, out, err, errlen);
+    }
+    free(buf);
+    return rc;
+}
+
+int loader_initrd_file(const struct loader_target *t, const char *path,
+                       uint64_t lo, uint64_t hi, uint64_t *gpa, uint64_t *size,
+                       char *err, size_t errlen)
+{
+    uint64_t len, at;
+    int fd, rc;
+
+    fd = loader_open(path, "vm.initrd", &len, err, errlen);
+    if (fd < 0)
+        return fd;
+    lo = gm_align_up(lo < t->floor ? t->floor : lo, GM_PAGE_SIZE);
+    if (len == 0 || len > hi || hi - len < lo) {
+        close(fd);
+        return loader_fail(err, errlen, len ? -ENOSPC : -EINVAL,
+                           "vm.initrd=%s: %llu bytes %s [0x%llx, 0x%llx) (%llu bytes free after the kernel)",
+                           path, (unsigned long long)len, len ? "do not fit in" : "(empty) for",
+                           (unsigned long long)lo, (unsigned long long)hi,
+                           (unsigned long long)(hi > lo ? hi - lo : 0));
+    }
+    /* Highest page-aligned start, stepping below any poisoned page. */
+    at = gm_align_down(hi - len, GM_PAGE_SIZE);
+    for (;;) {
+        uint64_t p = loader_poison_in(t, at, len);
+        if (p == UINT64_MAX && gm_gpa_to_hva(t->gm, at, len))
+            break;
+        if (p == UINT64_MAX || p < lo + len) {
+            close(fd);
+            return loader_fail(err, errlen, -ENOSPC,
+                               "vm.initrd=%s: %llu bytes do not fit in guest RAM [0x%llx, 0x%llx)%s",
+                               path, (unsigned long long)len, (unsigned long long)lo,
+                               (unsigned long long)hi,
+                               p == UINT64_MAX ? "" : " around the poisoned pages");
+        }
+        at = gm_align_down(p - len, GM_PAGE_SIZE);
+    }
+    rc = loader_read_all(fd, gm_gpa_to_hva(t->gm, at, len), len, "vm.initrd", path, err, errlen);
+    close(fd);
+    if (rc < 0)
+        return rc;
+    *gpa = at;
+    *size = len;
+    return 0;
+}
