@@ -1,0 +1,43 @@
+/* The KVM VM object: /dev/kvm, the VM fd, memslots, the in-kernel irqchip
+ * and PIT, GSI routing, and the struct vmif that devices use.  Modelled on
+ * the KVM selftests' thin wrappers: every ioctl is checked and its failure is
+ * returned as -errno with a message naming the ioctl. */
+#ifndef DVMM_KVM_H
+#define DVMM_KVM_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest-mem/gm.h"
+#include "vmm/vmif.h"
+
+#define KVM_IOAPIC_PINS 24
+#define KVM_MAX_GSI_ROUTES 1024
+
+struct kvm_vm {
+    int kvm_fd;
+    int vm_fd;
+    int run_mmap_size;
+    unsigned max_vcpus;
+    uint64_t mce_cap;                   /* KVM_X86_GET_MCE_CAP_SUPPORTED, 0 if none */
+    struct kvm_cpuid2 *cpuid;           /* KVM_GET_SUPPORTED_CPUID */
+    pthread_mutex_t routes_lock;        /* the routing table is replaced whole */
+    struct kvm_irq_routing *routes;
+    uint32_t next_msi_gsi;
+    struct vmif vmif;
+};
+
+/* How many vCPUs /dev/kvm allows, without creating a VM.  -errno when there
+ * is no usable /dev/kvm (err says why). */
+int kvm_query_max_vcpus(unsigned *max, char *err, size_t errlen);
+
+int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen);
+void kvm_vm_destroy(struct kvm_vm *vm);
+/* One memslot per guest-RAM region of the layout. */
+int kvm_vm_map_memory(struct kvm_vm *vm, const struct guest_mem *gm);
+/* Reset the PIC, IOAPIC and PIT to power-on state (guest reboot). */
+int kvm_vm_reset_irqchip(struct kvm_vm *vm);
+
+#endif

@@ -1,0 +1,40 @@
+/* One vCPU: its KVM fd and kvm_run page, its thread, and the KVM_RUN loop
+ * that dispatches exits to the buses.  A vCPU parks (for pause and guest
+ * reboot) and stops only at the top of its loop, after a kick. */
+#ifndef DVMM_VCPU_H
+#define DVMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct vm;
+
+struct vcpu {
+    struct vm *vm;
+    unsigned idx;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    pid_t tid;                  /* for SIGBUS injection by thread id */
+    bool thread_started;
+    bool reset_on_wake;         /* re-run the boot register setup after a park */
+    uint64_t exits;             /* KVM_RUN returns, for status */
+};
+
+int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen);
+void vcpu_destroy(struct vcpu *v);
+/* Power-on state: CPUID, MSRs, FPU, LAPIC LINT0/LINT1 and, for the BSP, the
+ * long-mode entry registers from vm->boot; APs wait for INIT-SIPI-SIPI. */
+int vcpu_reset(struct vcpu *v);
+int vcpu_start(struct vcpu *v);
+/* Force the vCPU out of KVM_RUN (any thread may call it). */
+void vcpu_kick(struct vcpu *v);
+/* Registers, segments and the 16 instruction bytes at RIP, to stderr. */
+void vcpu_dump(struct vcpu *v, const char *why);
+/* The no-op handler that makes a kick interrupt KVM_RUN: main installs it. */
+int vcpu_install_kick_handler(void);
+
+#endif

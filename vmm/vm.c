@@ -1,0 +1,447 @@
+#include "vmm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "vmm/log.h"
+#include "vmm/term.h"
+
+#define errf(...) snprintf(err, errlen, __VA_ARGS__)
+
+static void vm_wake_main(struct vm *vm)
+{
+    uint64_t one = 1;
+
+    /* A full counter already wakes the main loop; nothing else can fail. */
+    if (write(vm->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_err("vm: event_fd write: %s", strerror(errno));
+}
+
+void vm_request_exit(struct vm *vm, enum vm_outcome out, int status)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (vm->outcome == VM_OUT_NONE) {
+        vm->outcome = out;
+        vm->status = status;
+    }
+    vm->stopping = true;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    vm_wake_main(vm);
+}
+
+void vm_request_reset(struct vm *vm)
+{
+    if (vm->cfg->vm.on_reset == CFG_RESET_EXIT) {
+        log_info("vm %s: guest reset; on_reset = exit", vm->cfg->vm.name);
+        vm_request_exit(vm, VM_OUT_RESET, 0);
+        return;
+    }
+    pthread_mutex_lock(&vm->lock);
+    vm->reboot_pending = true;
+    vm->park_request = true;
+    pthread_mutex_unlock(&vm->lock);
+    vm_wake_main(vm);
+}
+
+bool vm_should_stop(struct vm *vm)
+{
+    bool s;
+
+    pthread_mutex_lock(&vm->lock);
+    s = vm->stopping;
+    pthread_mutex_unlock(&vm->lock);
+    return s;
+}
+
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
+{
+    bool stop, reset;
+
+    pthread_mutex_lock(&vm->lock);
+    while (vm->park_request && !vm->stopping) {
+        vm->parked++;
+        pthread_cond_broadcast(&vm->cond);
+        pthread_cond_wait(&vm->cond, &vm->lock);
+        vm->parked--;
+    }
+    stop = vm->stopping;
+    reset = v->reset_on_wake;
+    v->reset_on_wake = false;
+    pthread_mutex_unlock(&vm->lock);
+    if (stop)
+        return false;
+    if (reset && vcpu_reset(v) < 0) {
+        vm_request_exit(vm, VM_OUT_ERROR, 1);
+        return false;
+    }
+    return true;
+}
+
+static void vm_kick_all(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nvcpus; i++)
+        vcpu_kick(&vm->vcpus[i]);
+}
+
+/* Park every vCPU; with vm->lock held on return (true), or false when the VM
+ * is stopping instead. */
+static bool vm_park_all_locked(struct vm *vm)
+{
+    vm->park_request = true;
+    pthread_mutex_unlock(&vm->lock);
+    vm_kick_all(vm);
+    pthread_mutex_lock(&vm->lock);
+    while (vm->parked < vm->nvcpus && !vm->stopping)
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    return !vm->stopping;
+}
+
+static void vm_on_debug_exit(void *opaque, uint32_t value)
+{
+    struct vm *vm = opaque;
+
+    log_info("vm %s: guest wrote 0x%x to debug-exit port 0x%x", vm->cfg->vm.name,
+             value, vm->dbg.port);
+    vm_request_exit(vm, VM_OUT_DEBUG_EXIT, debug_exit_status(value));
+}
+
+static void vm_on_i8042_reset(void *opaque)
+{
+    vm_request_reset(opaque);
+}
+
+/* Guest reboot: same memory, same devices, boot path run again.  Poisoned
+ * pages stay out of the new e820 because x86_boot_load reads the list. */
+static int vm_reboot(struct vm *vm)
+{
+    char err[512];
+    int ret;
+
+    pthread_mutex_lock(&vm->lock);
+    if (!vm_park_all_locked(vm)) {
+        pthread_mutex_unlock(&vm->lock);
+        return 0;
+    }
+    vm->reboots++;
+    log_info("vm %s: guest reset: rebooting (reboot %u, %u poisoned pages kept out of RAM)",
+             vm->cfg->vm.name, vm->reboots, gm_poison_list(&vm->gm, NULL, 0));
+    ret = kvm_vm_reset_irqchip(&vm->kvm);
+    if (!ret) {
+        serial_reset(&vm->serial);
+        ret = x86_boot_load(&vm->gm, vm->cfg, &vm->boot, err, sizeof(err));
+        if (ret)
+            log_err("vm %s: reboot: %s", vm->cfg->vm.name, err);
+    }
+    for (unsigned i = 0; i < vm->nvcpus; i++)
+        vm->vcpus[i].reset_on_wake = true;
+    vm->reboot_pending = false;
+    vm->park_request = vm->user_paused;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    if (ret)
+        vm_request_exit(vm, VM_OUT_ERROR, 1);
+    return ret;
+}
+
+static int vm_open_console(struct vm *vm, char *err, size_t errlen)
+{
+    const struct dvmm_config *cfg = vm->cfg;
+
+    vm->console_fd = -1;
+    if (!cfg->console.enabled)
+        return 0;
+    if (!strcmp(cfg->console.output, "stdout") || !cfg->console.output[0]) {
+        vm->console_fd = STDOUT_FILENO;
+        return 0;
+    }
+    vm->console_fd = open(cfg->console.output,
+                          O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (vm->console_fd < 0) {
+        int e = errno;
+
+        errf("%s: console.output = '%s': %s", cfg->file, cfg->console.output,
+             strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+int vm_create(struct vm *vm, const struct dvmm_config *cfg,
+              const struct vm_options *opt, char *err, size_t errlen)
+{
+    int ret;
+
+    memset(vm, 0, sizeof(*vm));
+    vm->cfg = cfg;
+    if (opt)
+        vm->opt = *opt;
+    vm->console_fd = -1;
+    vm->event_fd = -1;
+    vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_cond_init(&vm->cond, NULL);
+    if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
+        errf("vm: bus init: %s", strerror(-ret));
+        return ret;
+    }
+    vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->event_fd < 0) {
+        ret = -errno;
+        errf("vm: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+
+    ret = gm_open(&vm->gm, &cfg->memory, cfg->vm.memory, err, errlen);
+    if (ret) {
+        vm->config_error = true;
+        goto fail;
+    }
+    vm->gm_open = true;
+
+    ret = kvm_vm_create(&vm->kvm, err, errlen);
+    if (ret)
+        goto fail;
+    ret = kvm_vm_map_memory(&vm->kvm, &vm->gm);
+    if (ret) {
+        errf("vm: registering guest RAM with KVM: %s", strerror(-ret));
+        goto fail;
+    }
+
+    ret = vm_open_console(vm, err, errlen);
+    if (ret)
+        goto fail;
+    if ((ret = serial_init(&vm->serial, &vm->pio, SERIAL_COM1_BASE, SERIAL_COM1_IRQ,
+                           &vm->kvm.vmif, vm->console_fd)) ||
+        (ret = i8042_init(&vm->i8042, &vm->pio, &vm->kvm.vmif, vm_on_i8042_reset, vm)) ||
+        (ret = rtc_init(&vm->rtc, &vm->pio))) {
+        errf("vm: legacy devices: %s", strerror(-ret));
+        goto fail;
+    }
+    if (cfg->debug_exit.enabled) {
+        ret = debug_exit_init(&vm->dbg, &vm->pio, cfg->debug_exit.port,
+                              cfg->debug_exit.size, vm_on_debug_exit, vm);
+        if (ret) {
+            errf("%s: debug-exit.port = 0x%x: port already used by another device",
+                 cfg->file, cfg->debug_exit.port);
+            goto fail;
+        }
+    }
+    ret = pci_init(&vm->pci, &vm->pio, &vm->mmio, &vm->kvm.vmif);
+    if (ret) {
+        errf("vm: PCI host bridge: %s", strerror(-ret));
+        goto fail;
+    }
+    vm->pci_ready = true;
+    pci_set_ram_top(&vm->pci, vm->gm.layout.r[vm->gm.layout.nr - 1].gpa +
+                                  vm->gm.layout.r[vm->gm.layout.nr - 1].size);
+
+    ret = x86_boot_load(&vm->gm, cfg, &vm->boot, err, errlen);
+    if (ret) {
+        vm->config_error = true;   /* a kernel or initrd the user named */
+        goto fail;
+    }
+
+    vm->nvcpus = cfg->vm.vcpus;
+    vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus) {
+        ret = -ENOMEM;
+        errf("vm: out of memory for %u vCPUs", vm->nvcpus);
+        goto fail;
+    }
+    for (unsigned i = 0; i < vm->nvcpus; i++)
+        vm->vcpus[i].fd = -1;
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        ret = vcpu_create(&vm->vcpus[i], vm, i, err, errlen);
+        if (ret)
+            goto fail;
+        ret = vcpu_reset(&vm->vcpus[i]);
+        if (ret) {
+            errf("vcpu%u: initial state: %s", i, strerror(-ret));
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    vm_destroy(vm);
+    return ret;
+}
+
+static void vm_stop_vcpus(struct vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->stopping = true;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    vm_kick_all(vm);
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        if (vm->vcpus[i].thread_started) {
+            pthread_join(vm->vcpus[i].thread, NULL);
+            vm->vcpus[i].thread_started = false;
+        }
+    }
+}
+
+struct vm_loop {
+    int epfd, sigfd;
+    bool stdin_on;
+    uint8_t pending[256];
+    unsigned npending, off;
+};
+
+static int vm_loop_add(int epfd, int fd, uint32_t events)
+{
+    struct epoll_event ev = { .events = events, .data.fd = fd };
+
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* Host keyboard to guest UART.  Input the FIFO cannot take yet stays in
+ * l->pending and stdin is not read again until it drains, so no byte is
+ * ever dropped. */
+static void vm_console_input(struct vm *vm, struct vm_loop *l)
+{
+    if (!l->npending) {
+        ssize_t n = read(STDIN_FILENO, l->pending, sizeof(l->pending));
+
+        if (n <= 0) {
+            if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                epoll_ctl(l->epfd, EPOLL_CTL_DEL, STDIN_FILENO, NULL);
+                l->stdin_on = false;
+            }
+            return;
+        }
+        l->npending = (unsigned)n;
+        l->off = 0;
+    }
+    l->off += serial_feed(&vm->serial, l->pending + l->off, l->npending - l->off);
+    if (l->off == l->npending)
+        l->npending = 0;
+}
+
+static int vm_handle_signal(struct vm *vm, struct vm_loop *l)
+{
+    struct signalfd_siginfo si;
+
+    if (read(l->sigfd, &si, sizeof(si)) != sizeof(si))
+        return 0;
+    log_info("vm %s: %s received, shutting down", vm->cfg->vm.name,
+             strsignal((int)si.ssi_signo));
+    vm_request_exit(vm, VM_OUT_SIGNAL, 128 + (int)si.ssi_signo);
+    return 1;
+}
+
+int vm_run(struct vm *vm)
+{
+    struct vm_loop l = { .epfd = -1, .sigfd = -1 };
+    struct term term = { .fd = -1 };
+    sigset_t stopset;
+    int ret;
+
+    sigemptyset(&stopset);
+    sigaddset(&stopset, SIGINT);
+    sigaddset(&stopset, SIGTERM);
+    /* Blocked before any thread exists, so only the signalfd sees them. */
+    pthread_sigmask(SIG_BLOCK, &stopset, NULL);
+    l.sigfd = signalfd(-1, &stopset, SFD_CLOEXEC | SFD_NONBLOCK);
+    l.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l.sigfd < 0 || l.epfd < 0 || vcpu_install_kick_handler() < 0) {
+        log_err("vm: event loop set-up: %s", strerror(errno));
+        ret = 1;
+        goto out;
+    }
+    if (vm_loop_add(l.epfd, l.sigfd, EPOLLIN) || vm_loop_add(l.epfd, vm->event_fd, EPOLLIN)) {
+        log_err("vm: epoll_ctl: %s", strerror(errno));
+        ret = 1;
+        goto out;
+    }
+    if (vm->cfg->console.enabled && vm->cfg->console.input) {
+        if (term_enter_raw(&term, STDIN_FILENO) < 0)
+            log_warn("console: cannot put the tty in raw mode: %s", strerror(errno));
+        l.stdin_on = vm_loop_add(l.epfd, STDIN_FILENO, EPOLLIN) == 0;
+    }
+
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        if (vcpu_start(&vm->vcpus[i]) < 0) {
+            vm_request_exit(vm, VM_OUT_ERROR, 1);
+            break;
+        }
+    }
+
+    for (;;) {
+        struct epoll_event ev[8];
+        int n, timeout = l.npending ? 10 : -1;
+        bool stop, reboot;
+
+        n = epoll_wait(l.epfd, ev, 8, timeout);
+        if (n < 0 && errno != EINTR) {
+            log_err("vm: epoll_wait: %s", strerror(errno));
+            vm_request_exit(vm, VM_OUT_ERROR, 1);
+        }
+        for (int i = 0; i < n; i++) {
+            if (ev[i].data.fd == l.sigfd) {
+                vm_handle_signal(vm, &l);
+            } else if (ev[i].data.fd == vm->event_fd) {
+                uint64_t cnt;
+
+                if (read(vm->event_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+                    log_err("vm: event_fd read: %s", strerror(errno));
+            } else if (ev[i].data.fd == STDIN_FILENO && !l.npending) {
+                vm_console_input(vm, &l);
+            }
+        }
+        if (l.npending)
+            vm_console_input(vm, &l);
+
+        pthread_mutex_lock(&vm->lock);
+        stop = vm->stopping;
+        reboot = vm->reboot_pending;
+        pthread_mutex_unlock(&vm->lock);
+        if (stop)
+            break;
+        if (reboot)
+            vm_reboot(vm);
+    }
+    vm_stop_vcpus(vm);
+    ret = vm->status;
+out:
+    term_restore(&term);
+    if (l.epfd >= 0)
+        close(l.epfd);
+    if (l.sigfd >= 0)
+        close(l.sigfd);
+    return ret;
+}
+
+void vm_destroy(struct vm *vm)
+{
+    vm_stop_vcpus(vm);
+    for (unsigned i = 0; vm->vcpus && i < vm->nvcpus; i++)
+        vcpu_destroy(&vm->vcpus[i]);
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    vm->nvcpus = 0;
+    if (vm->pci_ready)
+        pci_destroy(&vm->pci);
+    vm->pci_ready = false;
+    kvm_vm_destroy(&vm->kvm);
+    if (vm->gm_open)
+        gm_close(&vm->gm);
+    vm->gm_open = false;
+    if (vm->console_fd > STDERR_FILENO)
+        close(vm->console_fd);
+    vm->console_fd = -1;
+    if (vm->event_fd >= 0)
+        close(vm->event_fd);
+    vm->event_fd = -1;
+    bus_destroy(&vm->pio);
+    bus_destroy(&vm->mmio);
+}

@@ -1,0 +1,87 @@
+/* The VM: config, guest memory, KVM, buses, devices and vCPUs, and the
+ * lifecycle that joins them.  vCPU threads report events (exit, reset,
+ * crash) through vm_request_*; the main thread waits on vm->event_fd and
+ * acts on them, so every teardown happens on the main thread. */
+#ifndef DVMM_VM_H
+#define DVMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest-mem/gm.h"
+#include "vmm/bus.h"
+#include "vmm/config.h"
+#include "vmm/debug_exit.h"
+#include "vmm/i8042.h"
+#include "vmm/kvm.h"
+#include "vmm/pci.h"
+#include "vmm/rtc.h"
+#include "vmm/serial.h"
+#include "vmm/vcpu.h"
+#include "vmm/x86_boot.h"
+
+enum vm_outcome {
+    VM_OUT_NONE,
+    VM_OUT_DEBUG_EXIT,          /* status = debug_exit_status(value) */
+    VM_OUT_RESET,               /* guest reset with on_reset = exit */
+    VM_OUT_SIGNAL,              /* SIGINT/SIGTERM on the host */
+    VM_OUT_CRASH,               /* triple fault, emulation failure... */
+    VM_OUT_MCE_SHUTDOWN,        /* machine check while MCIP was set */
+    VM_OUT_ERROR,               /* a host-side failure */
+};
+
+struct vm_options {
+    bool memstat;               /* print the overhead report */
+    bool trace_startup;
+};
+
+struct vm {
+    const struct dvmm_config *cfg;
+    struct vm_options opt;
+    struct kvm_vm kvm;
+    struct guest_mem gm;
+    bool gm_open;
+    struct bus pio, mmio;
+    struct serial serial;
+    struct i8042 i8042;
+    struct rtc rtc;
+    struct debug_exit dbg;
+    struct pci pci;
+    bool pci_ready;
+    struct x86_boot boot;
+    struct vcpu *vcpus;
+    unsigned nvcpus;
+    int console_fd;             /* where guest serial output goes */
+    int event_fd;               /* vCPU -> main thread wake-up */
+    bool config_error;          /* vm_create failed on something the user named */
+
+    pthread_mutex_t lock;       /* protects everything below */
+    pthread_cond_t cond;
+    bool stopping;              /* vCPUs must leave their loops */
+    bool park_request;          /* vCPUs must park (pause, reboot) */
+    bool user_paused;
+    bool reboot_pending;
+    unsigned parked;
+    enum vm_outcome outcome;
+    int status;                 /* process exit status for the outcome */
+    unsigned reboots;
+};
+
+/* Build everything from cfg (no vCPU runs yet).  On error, err holds one line
+ * and the VM is torn down. */
+int vm_create(struct vm *vm, const struct dvmm_config *cfg,
+              const struct vm_options *opt, char *err, size_t errlen);
+/* Start the vCPUs and run the main event loop until the VM ends; returns the
+ * process exit status. */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+
+/* Called from vCPU/device context.  The first outcome wins. */
+void vm_request_exit(struct vm *vm, enum vm_outcome out, int status);
+void vm_request_reset(struct vm *vm);
+/* vCPU side of parking: returns false when the vCPU must stop. */
+bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
+bool vm_should_stop(struct vm *vm);
+
+#endif
