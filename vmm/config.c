@@ -40,7 +40,8 @@
  *   socket     unix socket path, at most 107 bytes
  *              [$XDG_RUNTIME_DIR/dvmm-NAME.sock, else /run/dvmm/NAME.sock]
  *
- * Booleans: yes/no, true/false, on/off, 1/0, in any case.
+ * Booleans: yes/no, true/false, on/off, 1/0; these and other word values
+ * (backend, cache, engine, on_reset) are case-insensitive.
  * Sizes: decimal digits with an optional K, M, G or T suffix (any case,
  * powers of 1024).  Hex, fractions, "MB"/"MiB" and spaces are rejected:
  * a size is never guessed.  Integers other than sizes take decimal or 0x hex.
@@ -58,6 +59,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -323,7 +325,7 @@ static int cfg_get_enum(struct cfg_ctx *c, const char *sec, const char *key,
     if (!v)
         return 0;
     for (unsigned i = 0; i < n; i++) {
-        if (!strcmp(v, names[i])) {
+        if (!strcasecmp(v, names[i])) {
             *out = i;
             return 0;
         }
