@@ -10,7 +10,8 @@
 #                         its exit status is the return value
 # Knobs: DVMM_NESTED_MEM (default 8G), DVMM_NESTED_CPUS (2),
 #        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_MODULES
-#        (extra modules to load), DVMM_NESTED_KEEP=1 (keep the job directory).
+#        (extra modules to load), DVMM_NESTED_KEEP=1 (keep the job directory),
+#        DVMM_NESTED_DISABLE=1 (never use it: KVM tests skip).
 # Inside, DVMM_NESTED=1 is set.
 
 . "$(dirname "${BASH_SOURCE[0]}")/linux-kernel.sh"
@@ -23,6 +24,8 @@ NESTED_BASE_MODULES="kvm_amd 9p 9pnet_virtio virtio_pci"
 nested_unavailable_reason() {
     if [ -n "${DVMM_NESTED:-}" ]; then
         echo "already inside the nested KVM host"
+    elif [ -n "${DVMM_NESTED_DISABLE:-}" ]; then
+        echo "the nested KVM host is disabled (DVMM_NESTED_DISABLE is set)"
     elif ! command -v qemu-system-x86_64 >/dev/null; then
         echo "no qemu-system-x86_64 for a nested KVM host"
     elif [ ! -x /bin/busybox ] || ! /bin/busybox --list | grep -qx insmod; then
@@ -91,7 +94,7 @@ _nested_env_script() {
 
 nested_run() {
     local job rc cwd rwlist="" tags=() path i=0 qemu_rc status
-    NESTED_FAILURE=""
+    NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0
     if [ -n "$(nested_unavailable_reason)" ]; then
         NESTED_FAILURE=$(nested_unavailable_reason)
         echo "nested-run: $NESTED_FAILURE" >&2
@@ -139,6 +142,7 @@ nested_run() {
         </dev/null >"$job/qemu.log" 2>&1
     qemu_rc=$?
 
+    NESTED_OUT_BYTES=$(stat -c %s "$job/stdout" 2>/dev/null || echo 0)
     [ -f "$job/stdout" ] && cat "$job/stdout"
     [ -f "$job/stderr" ] && cat "$job/stderr" >&2
     status=$(cat "$job/status" 2>/dev/null)

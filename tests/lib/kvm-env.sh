@@ -1,0 +1,71 @@
+# Where a KVM-dependent test runs.  Call `need_kvm "$@"` at the top of the
+# .t script, after sourcing tap.sh and before printing any TAP:
+#   - /dev/kvm usable here: returns, and the test runs here;
+#   - otherwise, outside the nested host and with QEMU and Debian's kernel at
+#     hand: the same script runs (same args, DVMM_* and prove's variables)
+#     inside the nested KVM host; its TAP comes out unchanged on our stdout
+#     and its exit status is ours, so need_kvm never returns;
+#   - otherwise: `1..0 # SKIP` with the reason.
+# After it returns, KVM_WHERE says where the test runs (for a "#" line).
+
+. "$(dirname "${BASH_SOURCE[0]}")/nested.sh"
+
+kvm_usable() {
+    [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null
+}
+
+# Why /dev/kvm is not usable on this machine, as precisely as we can tell.
+kvm_absent_reason() {
+    local why
+    if [ -e /dev/kvm ]; then
+        echo "/dev/kvm exists but cannot be opened read-write by $(id -un)"
+        return
+    fi
+    why="no /dev/kvm on this host"
+    if [ -d /sys/module/kvm_pvm ]; then
+        why="$why (kvm_pvm loaded but not bound)"
+    elif [ -d /sys/module/kvm ]; then
+        why="$why (kvm loaded, no vendor module bound)"
+    elif ! grep -qw -E 'vmx|svm' /proc/cpuinfo; then
+        why="$why (CPU has no VT-x/AMD-V)"
+    fi
+    echo "$why"
+}
+
+need_kvm() {
+    local why script rc
+    if kvm_usable; then
+        if [ -n "${DVMM_NESTED:-}" ]; then
+            KVM_WHERE="nested KVM host (QEMU TCG with nested SVM, kernel $(uname -r))"
+        else
+            KVM_WHERE="this host's /dev/kvm"
+        fi
+        return 0
+    fi
+    # The nested host exists to provide /dev/kvm: without it the harness is
+    # broken, which must not look like a skip.
+    [ -n "${DVMM_NESTED:-}" ] &&
+        tap_bail_out "inside the nested KVM host but $(kvm_absent_reason)"
+
+    why=$(nested_unavailable_reason)
+    [ -n "$why" ] && tap_skip_all "$(kvm_absent_reason) and $why"
+    nested_prepare >/dev/null 2>&1 ||
+        tap_skip_all "$(kvm_absent_reason) and Debian's kernel for a nested KVM host cannot be fetched with apt"
+
+    script=$(readlink -f "$0")
+    nested_run "$script" "$@"
+    rc=$?
+    if [ -n "$NESTED_FAILURE" ]; then
+        if [ "${NESTED_OUT_BYTES:-0}" -eq 0 ]; then
+            # Nothing came back: one failing test keeps prove honest.
+            echo "1..1"
+            echo "not ok 1 - $(basename "$0") ran in the nested KVM host"
+            tap_diag "$NESTED_FAILURE"
+            [ -n "${NESTED_FAILURE_LOG:-}" ] && tap_diag "$NESTED_FAILURE_LOG"
+        else
+            echo "Bail out! $NESTED_FAILURE"
+        fi
+        [ "$rc" -eq 0 ] && rc=1
+    fi
+    exit "$rc"
+}
