@@ -225,12 +225,11 @@ int gm_open_host(struct guest_mem *gm, const struct gm_config *cfg,
             goto fail;
         }
     }
-    log_info("guest-mem: %s, %" PRIu64 " MiB in %u region(s), host page %" PRIu64
-             " KiB, HVA %p%s", gm_backend_name(cfg->backend),
-             (uint64_t)(gm->layout.ram_size / GM_MiB), gm->layout.nr,
-             (uint64_t)(gm->page_size / GM_KiB),
-             (void *)base, cfg->backend == GM_DMEMFS ? ", zeroed" :
-             cfg->prealloc ? ", prefaulted" : "");
+    log_info("guest-mem: %s, %s in %u region(s), host page %s, HVA %p%s",
+             gm_backend_name(cfg->backend),
+             gm_fmt_size(gm->layout.ram_size, (char[32]){0}, 32), gm->layout.nr,
+             gm_fmt_size(gm->page_size, (char[32]){0}, 32), (void *)base,
+             cfg->backend == GM_DMEMFS ? ", zeroed" : cfg->prealloc ? ", prefaulted" : "");
     return 0;
 
 fail:
