@@ -71,8 +71,15 @@ include $(wildcard tests/*/*.mk)
 test: all unit asan $(TEST_DEPS)
 	prove --exec '' --timer $(UNIT_BIN) $(ASAN_BIN) $(TEST_EXTRA) tests/integration/*.t
 
+# Without a usable /dev/kvm (these PVM machines), the same command runs in
+# the nested KVM host: QEMU TCG with nested SVM, see tests/lib/nested.sh.
 run: all $(RUN_DEPS)
-	$(BUILD)/dvmm run configs/default.ini
+	@if { : <>/dev/kvm; } 2>/dev/null; then \
+		$(BUILD)/dvmm run configs/default.ini; \
+	else \
+		echo "make run: no usable /dev/kvm here; booting inside the nested KVM host (QEMU TCG + nested SVM, ~30 s)" >&2; \
+		DVMM_BUILD=$(BUILD) tests/lib/nested-run $(BUILD)/dvmm run configs/default.ini; \
+	fi
 
 clean:
 	rm -rf $(BUILD)

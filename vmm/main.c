@@ -9,7 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernel-support/hostcheck.h"
 #include "vmm/config.h"
+#include "vmm/ctl_client.h"
 #include "vmm/e820.h"
 #include "vmm/kvm.h"
 #include "vmm/log.h"
@@ -266,6 +268,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ctl"))
+        return ctl_client_main(argc - 1, argv + 1);
+    if (!strcmp(cmd, "hostcheck"))
+        return hostcheck_main(argc - 1, argv + 1);
     fprintf(stderr, "dvmm: unknown command '%s' (try `dvmm --help`)\n", cmd);
     return EXIT_USER;
 }

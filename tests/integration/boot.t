@@ -1,0 +1,36 @@
+#!/bin/bash
+# dvmm boots the test guest through the vmlinux (ELF64) path with 1, 2 and 4
+# vCPUs and 64 MiB, 1 GiB and 4 GiB of RAM; the guest checks its e820 map,
+# command line, every RAM page and that every AP starts.
+cd "$(dirname "$0")/../.." || exit 1
+. tests/lib/tap.sh
+. tests/lib/kvm-env.sh
+need_kvm "$@"
+. tests/lib/dvmm-test.sh
+dt_require_build
+
+tap_plan 13
+tap_diag "running on $KVM_WHERE"
+for vcpus in 1 2 4; do
+    for mem in 64M 1G 4G; do
+        name="boot-${vcpus}cpu-$mem"
+        dvmm_guest "$name" "$vcpus" "$mem" "boot,mem,smp expect_mem=$mem expect_cpus=$vcpus"
+        dt_guest_passed "$name" "$vcpus vCPU(s), $mem: boot, mem and smp checks pass"
+        grep -E '^# (mem|smp):' "$DT_OUT/$name.out" | tap_diag -
+    done
+done
+
+# RAM above 4 GiB: e820 must show it and the mem check must have touched it.
+name=boot-1cpu-4G
+dt_console_has "$name" '^# e820: 0x0*100000000 ' "4 GiB guest: e820 has RAM at 4 GiB"
+dt_console_has "$name" '^# mem: [0-9]+ pages' "4 GiB guest: mem check reports its page count"
+
+# The exit status contract: debug-exit 0 gives 0, guest reset with
+# on_reset=exit gives 0 and a clean exit.
+dvmm_guest reset 1 64M reset
+tap_is "$DT_RC" 0 "guest reset through i8042 ends dvmm with status 0 (on_reset = exit)"
+
+name=unknown-check
+dvmm_guest "$name" 1 64M no-such-check
+tap_is "$DT_RC" 3 "a failing guest check writes 1 to debug-exit: dvmm exits 2*1+1 = 3"
+tap_done

@@ -1,0 +1,65 @@
+# Helpers for integration tests that boot the test guest with dvmm.
+# Source after tap.sh and kvm-env.sh.
+#
+# dvmm_guest NAME VCPUS MEMORY CHECKS [--set k=v ...]
+#   Boots build/testguest.elf with `dvmmtest=CHECKS` and stores the console
+#   in $DT_OUT/NAME.out, dvmm's stderr in NAME.err and the exit status in
+#   DT_RC.  The config is written to NAME.ini so a failure can be replayed
+#   by hand.
+
+DVMM_BUILD=${DVMM_BUILD:-build}
+DT_ROOT=$(tap_repo_root)
+DT_DVMM="$DT_ROOT/$DVMM_BUILD/dvmm"
+DT_GUEST="$DT_ROOT/$DVMM_BUILD/testguest.elf"
+DT_OUT=${DT_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/dvmm-test.XXXXXX")}
+DT_TIMEOUT=${DT_TIMEOUT:-300}
+
+dt_require_build() {
+    [ -x "$DT_DVMM" ] || tap_bail_out "$DT_DVMM missing: run make first"
+    [ -f "$DT_GUEST" ] || tap_bail_out "$DT_GUEST missing: run make first"
+}
+
+dvmm_guest() {
+    local name=$1 vcpus=$2 mem=$3 checks=$4
+    shift 4
+    cat >"$DT_OUT/$name.ini" <<INI
+[vm]
+name = $name
+vcpus = $vcpus
+memory = $mem
+kernel = $DT_GUEST
+cmdline = dvmmtest=$checks
+on_reset = exit
+[console]
+input = no
+[control]
+enabled = no
+INI
+    run_with_timeout "$DT_TIMEOUT" "$DT_DVMM" run "$DT_OUT/$name.ini" "$@" \
+        >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null
+    DT_RC=$?
+}
+
+# dt_guest_passed NAME DESCRIPTION: one TAP line for a guest run: exit 0, a
+# plan line, and no "not ok" on the console.
+dt_guest_passed() {
+    local name=$1 desc=$2
+    if [ "$DT_RC" -eq 0 ] && grep -q '^1\.\.[0-9]' "$DT_OUT/$name.out" &&
+        ! grep -q '^not ok' "$DT_OUT/$name.out"; then
+        tap_ok "$desc"
+    else
+        tap_not_ok "$desc" "exit status $DT_RC" \
+            "console:" "$(tail -n 15 "$DT_OUT/$name.out")" \
+            "stderr:" "$(tail -n 15 "$DT_OUT/$name.err")"
+    fi
+}
+
+# dt_console_has NAME REGEX DESCRIPTION
+dt_console_has() {
+    if grep -Eq -- "$2" "$DT_OUT/$1.out"; then
+        tap_ok "$3"
+    else
+        tap_not_ok "$3" "no line matching /$2/ in the console:" \
+            "$(tail -n 15 "$DT_OUT/$1.out")"
+    fi
+}
