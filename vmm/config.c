@@ -26,7 +26,8 @@
  *   thp        bool; anon/memfd only               [no]
  *   host_node  NUMA node 0..1023                   [none]
  * [disk.N]     N = 0..7, decimal without leading zeros; disks are kept sorted by N
- *   path       regular file or block device        (required)
+ *   path       regular file or block device        (required); two
+ *              disks may share a file only if both are readonly
  *   readonly   bool                                [no]
  *   queues     1..; more than vcpus is clamped to vcpus with a warning [vcpus]
  *   queue_size power of two, 2..256                [256]
@@ -763,6 +764,31 @@ static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
     return 0;
 }
 
+/* Two disks on one file, with either writable, would let the guest corrupt
+ * its own data through two caches; sharing is only safe read-only. */
+static int cfg_disk_shared(struct cfg_ctx *c, const struct dvmm_config *out,
+                           unsigned n)
+{
+    const struct cfg_disk *d = &out->disk[n];
+    struct stat a, b;
+    char sec[16];
+
+    if (stat(d->path, &a) < 0)
+        return 0;   /* cfg_disk just checked it; a race is gm/blk's problem */
+    for (unsigned i = 0; i < n; i++) {
+        const struct cfg_disk *o = &out->disk[i];
+
+        if (stat(o->path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+            continue;
+        if (d->readonly && o->readonly)
+            continue;
+        snprintf(sec, sizeof(sec), "disk.%u", d->index);
+        return cfg_bad(c, sec, "path", d->path, "same file as disk.%u; "
+                       "a shared file must be readonly on both", o->index);
+    }
+    return 0;
+}
+
 static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
 {
     const char *v, *xdg;
@@ -848,13 +874,91 @@ static int cfg_ini_fail(struct cfg_ctx *c)
     return cfg_fail(c, c->file, "%s", *m ? m : "cannot parse");
 }
 
+/* Lines iniparser accepts but silently mangles: "[vm]x]" becomes [vm],
+ * "[]" vanishes, and a value with an unterminated quote or junk after the
+ * closing quote loses the rest.  Continuation lines (ending in a backslash) are left
+ * to iniparser. */
+static int cfg_lint_line(struct cfg_ctx *c, long lineno, const char *line,
+                         size_t len)
+{
+    char shown[CFG_SHOW_MAX + 8], copy[CFG_SHOW_MAX + 8];
+    const char *eq, *v, *close;
+
+    while (len && isspace((unsigned char)*line)) {
+        line++;
+        len--;
+    }
+    while (len && isspace((unsigned char)line[len - 1]))
+        len--;
+    if (!len || *line == ';' || *line == '#')
+        return 0;
+    snprintf(copy, sizeof(copy), "%.*s", (int)(len < CFG_SHOW_MAX ? len : CFG_SHOW_MAX), line);
+    cfg_show(copy, shown, sizeof(shown));
+    if (*line == '[') {
+        const char *p = line + 1, *end = line + len - 1;
+
+        if (!memchr(line, ']', len))
+            return cfg_fail(c, c->file, "line %ld: '%s': missing ']'", lineno, shown);
+        if (*end != ']')
+            return cfg_fail(c, c->file, "line %ld: '%s': junk after the section header "
+                            "(comments go on their own line)", lineno, shown);
+        while (p < end && isspace((unsigned char)*p))
+            p++;
+        if (p == end || memchr(p, '[', (size_t)(end - p)) || memchr(p, ']', (size_t)(end - p)))
+            return cfg_fail(c, c->file, "line %ld: '%s': bad section header",
+                            lineno, shown);
+        return 0;
+    }
+    eq = memchr(line, '=', len);
+    if (!eq)
+        return 0;   /* iniparser reports it as a syntax error, with the line */
+    for (v = eq + 1; v < line + len && isspace((unsigned char)*v); v++)
+        ;
+    if (v < line + len && (*v == '"' || *v == '\'')) {
+        close = memchr(v + 1, *v, (size_t)(line + len - v - 1));
+        if (!close)
+            return cfg_fail(c, c->file, "line %ld: '%s': unterminated quote", lineno, shown);
+        for (close++; close < line + len && isspace((unsigned char)*close); close++)
+            ;
+        if (close < line + len && *close != ';' && *close != '#')
+            return cfg_fail(c, c->file, "line %ld: '%s': junk after the quoted value",
+                            lineno, shown);
+    }
+    return 0;
+}
+
+static int cfg_lint(struct cfg_ctx *c, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+    bool continued = false;
+    long lineno = 0;
+    int rc;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = (size_t)((nl ? nl : end) - p);
+        size_t t = l;
+
+        lineno++;
+        while (t && isspace((unsigned char)p[t - 1]))
+            t--;
+        if (!continued && !(t && p[t - 1] == '\\') &&
+            (rc = cfg_lint_line(c, lineno, p, l)))
+            return rc;
+        continued = t && p[t - 1] == '\\';
+        p += l + 1;
+    }
+    return 0;
+}
+
 /* Checks iniparser does not make: the file must be a readable regular file
- * of text.  iniparser stops at a NUL byte without complaint. */
+ * of text (iniparser stops at a NUL byte without complaint), and its lines
+ * must survive cfg_lint. */
 static int cfg_precheck(struct cfg_ctx *c)
 {
-    char buf[4096];
     struct stat st;
-    off_t total = 0;
+    char *text = NULL;
+    size_t total = 0;
     ssize_t n;
     int fd, rc = 0;
 
@@ -871,8 +975,13 @@ static int cfg_precheck(struct cfg_ctx *c)
         rc = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
         cfg_fail(c, c->file, "cannot read: %s", S_ISDIR(st.st_mode) ?
                  strerror(EISDIR) : "not a regular file");
+    } else if (!(text = malloc(CFG_FILE_MAX + 1))) {
+        rc = -ENOMEM;
+        cfg_fail(c, c->file, "cannot read: %s", strerror(ENOMEM));
     }
-    while (!rc && (n = read(fd, buf, sizeof(buf))) != 0) {
+    /* Read one byte past the limit so an oversized file is noticed. */
+    while (!rc && total <= CFG_FILE_MAX &&
+           (n = read(fd, text + total, CFG_FILE_MAX + 1 - total)) != 0) {
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -880,17 +989,21 @@ static int cfg_precheck(struct cfg_ctx *c)
             cfg_fail(c, c->file, "cannot read: %s", strerror(errno));
             break;
         }
-        if (memchr(buf, '\0', (size_t)n)) {
-            rc = cfg_fail(c, c->file, "not a text file (NUL byte at offset %lld)",
-                          (long long)(total + ((char *)memchr(buf, '\0', (size_t)n) - buf)));
-            break;
-        }
-        total += n;
-        if (total > CFG_FILE_MAX)
-            rc = cfg_fail(c, c->file, "larger than %d bytes; not a VM config",
-                          CFG_FILE_MAX);
+        total += (size_t)n;
     }
     close(fd);
+    if (!rc && total > CFG_FILE_MAX)
+        rc = cfg_fail(c, c->file, "larger than %d bytes; not a VM config", CFG_FILE_MAX);
+    if (!rc) {
+        const char *nul = memchr(text, '\0', total);
+
+        if (nul)
+            rc = cfg_fail(c, c->file, "not a text file (NUL byte at offset %zu)",
+                          (size_t)(nul - text));
+        else
+            rc = cfg_lint(c, text, total);
+    }
+    free(text);
     return rc;
 }
 
@@ -937,7 +1050,8 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
     for (unsigned i = 0; i < CFG_MAX_DISKS; i++) {
         if (!c.disk_seen[i])
             continue;
-        if ((rc = cfg_disk(&c, i, out->vm.vcpus, &out->disk[out->ndisks])))
+        if ((rc = cfg_disk(&c, i, out->vm.vcpus, &out->disk[out->ndisks])) ||
+            (rc = cfg_disk_shared(&c, out, out->ndisks)))
             goto out;
         out->ndisks++;
     }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,14 +99,17 @@ static int load(const char *name, const char *ini, const char *const *sets,
 
 static void expect_error(int rc, int want_rc, const char *err, const char *want)
 {
-    char *x = expand(want);
+    char *x = expand(want), msg[2048];
+    bool ok = rc == want_rc && strstr(err, x);
 
-    if (rc != want_rc || !strstr(err, x))
-        fail_msg("rc %d (want %d), error '%s'; want it to contain '%s'",
-                 rc, want_rc, err, x);
+    /* fail_msg longjmps: free first so ASan sees no leak on failure. */
+    snprintf(msg, sizeof(msg), "rc %d (want %d), error '%s'; want it to contain '%s'",
+             rc, want_rc, err, x);
+    free(x);
+    if (!ok)
+        fail_msg("%s", msg);
     /* One line, always. */
     assert_null(strchr(err, '\n'));
-    free(x);
 }
 
 /* ---- malformed configs ---------------------------------------------------- */
@@ -134,7 +138,13 @@ static const struct bad_case bad_cases[] = {
     { "unknown key in mce", K "[mce]\nbank = 9\n", {0}, "mce.bank = '9': unknown key" },
     { "key outside section", "vcpus = 2\n" K, {0}, "vm.ini: vcpus = '2': key outside any section" },
     { "garbage file", "this is not an INI file\n", {0}, "vm.ini: line 1: syntax error: 'this is not an INI file'" },
-    { "broken section line", K "[console\n", {0}, "vm.ini: line 3: syntax error: '[console'" },
+    { "broken section line", K "[console\n", {0}, "vm.ini: line 3: '[console': missing ']'" },
+    { "junk after section", K "[console] ; the console\n", {0}, "vm.ini: line 3: '[console] ; the console': junk after the section header" },
+    { "junk inside section", K "[console]x]\n", {0}, "vm.ini: line 3: '[console]x]': bad section header" },
+    { "empty section name", K "[]\nenabled = no\n", {0}, "vm.ini: line 3: '[]': bad section header" },
+    { "unterminated quote", K "cmdline = \"console=ttyS0\n", {0}, "vm.ini: line 3: 'cmdline = \"console=ttyS0': unterminated quote" },
+    { "junk after quote", K "cmdline = 'quiet'ro\n", {0}, "vm.ini: line 3: 'cmdline = 'quiet'ro': junk after the quoted value" },
+    { "line without =", K "vcpus 2\n", {0}, "vm.ini: line 3: syntax error: 'vcpus 2'" },
     { "disk.X (names are lowercased)", K "[disk.X]\npath = @T/disk.img\n", {0}, "vm.ini: [disk.x]: bad disk section (use disk.0 .. disk.7)" },
     { "disk.99", K "[disk.99]\npath = @T/disk.img\n", {0}, "vm.ini: [disk.99]: disk index out of range" },
     { "disk.8", K "[disk.8]\npath = @T/disk.img\n", {0}, "[disk.8]: disk index out of range" },
@@ -210,6 +220,8 @@ static const struct bad_case bad_cases[] = {
     { "bad cache", K D0 "cache = directsync\n", {0}, "disk.0.cache = 'directsync': unknown value (use writeback or none)" },
     { "bad engine", K D0 "engine = aio\n", {0}, "disk.0.engine = 'aio': unknown value (use io_uring or threads)" },
     { "second disk bad", K D0 "[disk.5]\npath = @T/disk.img\nqueue_size = 100\n", {0}, "disk.5.queue_size = '100': not a power of two" },
+    { "two writable disks on one file", K D0 "[disk.1]\npath = @T/./disk.img\n", {0}, "disk.1.path = '@T/./disk.img': same file as disk.0" },
+    { "shared file, one writable", K D0 "readonly = yes\n[disk.1]\npath = @T/disk.img\n", {0}, "disk.1.path = '@T/disk.img': same file as disk.0; a shared file must be readonly on both" },
     /* [mce], [control] */
     { "control bad bool", K "[control]\nenabled = y\n", {0}, "control.enabled = 'y': not a boolean" },
     { "control socket too long", K "[control]\nsocket = /" A10 A10 A10 A10 A10 A10 A10 A10 A10 A10 "abcdefg\n", {0},
@@ -375,7 +387,7 @@ static void test_full(void **state)
         "memory = 1g\n"
         "kernel = \"@T/vmlinuz\"\n"
         "initrd = @T/initrd.img\n"
-        "cmdline = \"console=ttyS0 root=/dev/vda ro\"\n"
+        "cmdline = \"console=ttyS0 root=/dev/vda ro;x#y\" ; quoted ; and # kept\n"
         "on_reset = EXIT\n"
         "[console]\n"
         "enabled = On\n"
@@ -400,7 +412,7 @@ static void test_full(void **state)
         "cache = none\n"
         "engine = threads\n"
         "[disk.0]\n"
-        "path = @T/disk.img\n"
+        "path = @T/disk2.img\n"
         "engine = io_uring\n"
         "[mce]\n"
         "log = @T/mce.json\n"
@@ -420,7 +432,7 @@ static void test_full(void **state)
     assert_int_equal(cfg.vm.memory, 1ULL << 30);
     snprintf(want, sizeof(want), "%s/initrd.img", tmpdir);
     assert_string_equal(cfg.vm.initrd, want);
-    assert_string_equal(cfg.vm.cmdline, "console=ttyS0 root=/dev/vda ro");
+    assert_string_equal(cfg.vm.cmdline, "console=ttyS0 root=/dev/vda ro;x#y");
     assert_int_equal(cfg.vm.on_reset, CFG_RESET_EXIT);
     assert_true(cfg.console.enabled);
     snprintf(want, sizeof(want), "%s/console.log", tmpdir);
@@ -443,6 +455,8 @@ static void test_full(void **state)
     assert_string_equal(cfg.disk[0].serial, "");
     assert_int_equal(cfg.disk[0].cache, CFG_CACHE_WRITEBACK);
     assert_int_equal(cfg.disk[0].engine, CFG_ENGINE_IO_URING);
+    snprintf(want, sizeof(want), "%s/disk2.img", tmpdir);
+    assert_string_equal(cfg.disk[0].path, want);
     assert_int_equal(cfg.disk[1].index, 3);
     snprintf(want, sizeof(want), "%s/disk.img", tmpdir);
     assert_string_equal(cfg.disk[1].path, want);
@@ -624,7 +638,8 @@ static void test_block_device_disk(void **state)
         assert_string_equal(cfg.disk[0].path, candidates[i]);
         return;
     }
-    skip();   /* no readable block device on this host */
+    print_message("# SKIP: no readable block device on this host\n");
+    skip();
 }
 
 /* ---- cfg_parse_size ------------------------------------------------------- */
@@ -693,6 +708,8 @@ static int group_setup(void **state)
     snprintf(path, sizeof(path), "%s/initrd.img", tmpdir);
     write_file(path, "initrd", 6);
     snprintf(path, sizeof(path), "%s/disk.img", tmpdir);
+    write_file(path, "disk", 4);
+    snprintf(path, sizeof(path), "%s/disk2.img", tmpdir);
     write_file(path, "disk", 4);
     return 0;
 }
