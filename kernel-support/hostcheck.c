@@ -1086,8 +1086,8 @@ static void hc_check_config(struct hc_ctx *x, const char *file)
         return;
     }
     struct cfg_limits lim = {
-        /* generous here: the vCPU limit gets its own line below */
-        .max_vcpus = x->caps.known && x->caps.max_vcpus > 0 ? (unsigned)x->caps.max_vcpus : 4096,
+        /* no limit here: the vCPU limit gets its own line below */
+        .max_vcpus = UINT_MAX,
         .host_memory = hc_meminfo(x, "MemTotal:"),
     };
     char err[512] = "";
@@ -1108,11 +1108,10 @@ static void hc_check_config(struct hc_ctx *x, const char *file)
 
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         const struct cfg_disk *d = &cfg->disk[i];
-        char p[PATH_MAX + 64], name[HC_NAME_MAX];
+        char name[HC_NAME_MAX];
         snprintf(name, sizeof(name), "config-disk.%u", d->index);
-        hc_path(x, d->path, p, sizeof(p));
         int mode = d->readonly ? R_OK : R_OK | W_OK;
-        if (access(p, mode)) {
+        if (access(d->path, mode)) {
             c = hc_add(x, name, HC_FAIL, "%s: %s%s", d->path, strerror(errno),
                        errno == EACCES ? (d->readonly ? " (read)" : " (read-write)") : "");
             hc_advise(c, "%s", errno == ENOENT ? "create it (truncate -s SIZE FILE) or fix disk.N.path"

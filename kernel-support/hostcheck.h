@@ -13,8 +13,9 @@
  *   <root>/.dmesg      the kernel log (klogctl on the real host).
  *   <root>/.io_uring   "ok" or an errno name/number (the io_uring_setup
  *                      probe on the real host).
- * With a fake root, paths inside the config (disks, memory.path) are also
- * taken under the root. */
+ * Paths inside a --config file (kernel, disks) are real paths: the config
+ * module checks them as written.  memory.path is matched against the mount
+ * table of the root, as written. */
 #ifndef DVMM_HOSTCHECK_H
 #define DVMM_HOSTCHECK_H
 

@@ -1,0 +1,433 @@
+/* hostcheck against fake /proc and /sys trees (tests/fixtures/hostcheck):
+ * pvm (this development host), vtx, dmemfs-1g, dmemfs-mmio, no-mf.  Run
+ * from the repository root, as `make test` does. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "kernel-support/hostcheck.h"
+
+#define FIX "tests/fixtures/hostcheck/"
+
+struct tmpdir { char path[PATH_MAX]; };
+
+static struct hc_report *run(const char *root, const char *config)
+{
+    struct hc_report *rep = malloc(sizeof(*rep));
+    assert_non_null(rep);
+    assert_int_equal(hostcheck_run(root, config, rep), 0);
+    return rep;
+}
+
+static const struct hc_check *need(const struct hc_report *rep, const char *name,
+                                   enum hc_status st)
+{
+    const struct hc_check *c = hc_report_find(rep, name);
+    if (!c)
+        fail_msg("no check %s in the report", name);
+    if (c->status != st)
+        fail_msg("%s: status %s, expected %s (value: %s)", name, hc_status_name(c->status),
+                 hc_status_name(st), c->value);
+    return c;
+}
+
+static void contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle))
+        fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
+}
+
+/* Run hostcheck_main with stdout sent to a file; return the exit code and
+ * the output (malloc'd) so TAP on stdout stays clean. */
+static int run_main(char **argv, int argc, char **out)
+{
+    char tmpl[] = "/tmp/hc-out-XXXXXX";
+    int fd = mkstemp(tmpl);
+    assert_true(fd >= 0);
+    fflush(stdout);
+    int saved = dup(STDOUT_FILENO), saved_err = dup(STDERR_FILENO);
+    assert_true(saved >= 0 && saved_err >= 0);
+    assert_true(dup2(fd, STDOUT_FILENO) >= 0);
+    assert_true(dup2(fd, STDERR_FILENO) >= 0);
+    int rc = hostcheck_main(argc, argv);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(saved, STDOUT_FILENO);
+    dup2(saved_err, STDERR_FILENO);
+    close(saved);
+    close(saved_err);
+    off_t len = lseek(fd, 0, SEEK_END);
+    assert_true(len >= 0);
+    *out = calloc(1, (size_t)len + 1);
+    assert_non_null(*out);
+    assert_int_equal(pread(fd, *out, (size_t)len, 0), len);
+    close(fd);
+    unlink(tmpl);
+    return rc;
+}
+
+static int fixtures_present(void **state)
+{
+    (void)state;
+    if (access(FIX "pvm/proc/filesystems", R_OK)) {
+        fprintf(stderr, "# test_hostcheck must run from the repository root\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void test_pvm_host(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "pvm", NULL);
+    const struct hc_check *c = need(rep, "kvm-device", HC_FAIL);
+    contains(c->value, "/dev/kvm missing");
+    contains(c->value, "kvm_pvm is loaded but refused to bind");
+    contains(c->value, "PTI=0 (has PTI=1)");
+    contains(c->value, "not binding");
+    contains(c->advice, "pti=off");
+    c = need(rep, "kvm-flavour", HC_WARN);
+    contains(c->value, "PVM");
+    contains(c->advice, "only PVM-enabled guest kernels run at full speed");
+    need(rep, "kvm-caps", HC_WARN);
+    assert_null(hc_report_find(rep, "kvm-irqfd"));
+    c = need(rep, "memory-failure", HC_WARN);
+    contains(c->value, "CONFIG_MEMORY_FAILURE");
+    need(rep, "dmemfs", HC_WARN);
+    /* no dmemfs and no dmem=: the dependent lines stay out */
+    assert_null(hc_report_find(rep, "dmem-pages"));
+    assert_null(hc_report_find(rep, "dmemfs-mounts"));
+    need(rep, "thp", HC_OK);
+    c = need(rep, "hugetlb-2M", HC_OK);
+    contains(c->value, "total 0, free 0");
+    need(rep, "hugetlb-1G", HC_OK);
+    need(rep, "hugetlb-vmemmap", HC_WARN);
+    need(rep, "io-uring", HC_OK);
+    need(rep, "tun", HC_OK);
+    assert_int_equal(hc_report_count(rep, HC_FAIL), 1);
+    free(rep);
+}
+
+static void test_vtx_host(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "vtx", NULL);
+    const struct hc_check *c = need(rep, "kvm-device", HC_OK);
+    contains(c->value, "API version 12");
+    c = need(rep, "kvm-flavour", HC_OK);
+    contains(c->value, "VT-x");
+    need(rep, "kvm-irqchip", HC_OK);
+    need(rep, "kvm-irqfd", HC_OK);
+    need(rep, "kvm-ioeventfd", HC_OK);
+    need(rep, "kvm-msi", HC_OK);
+    c = need(rep, "kvm-mce", HC_OK);
+    contains(c->value, "32 MCE banks, MCG_SER_P yes");
+    c = need(rep, "kvm-max-vcpus", HC_OK);
+    contains(c->value, "max 4096");
+    c = need(rep, "memory-failure", HC_OK);
+    contains(c->value, "recovery=1 early_kill=0");
+    contains(c->value, "PR_MCE_KILL_EARLY");
+    c = need(rep, "thp", HC_WARN);
+    contains(c->value, "never");
+    contains(c->advice, "echo madvise");
+    c = need(rep, "hugetlb-1G", HC_OK);
+    contains(c->value, "total 8, free 6, reserved 1 (5 GiB available)");
+    need(rep, "hugetlb-vmemmap", HC_OK);
+    assert_int_equal(hc_report_count(rep, HC_FAIL), 0);
+    free(rep);
+}
+
+static void test_dmemfs_host(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "dmemfs-1g", NULL);
+    need(rep, "dmemfs", HC_OK);
+    const struct hc_check *c = need(rep, "dmem-cmdline", HC_OK);
+    contains(c->value, "dmem=16G:1G");
+    c = need(rep, "dmemfs-mounts", HC_OK);
+    contains(c->value, "/mnt/dmem (1 GiB)");   /* pagesize=40000000 is hex */
+    c = need(rep, "dmem-pages", HC_OK);
+    contains(c->value, "1 GiB dpages: total 16, free 12 (12 GiB free)");
+    c = need(rep, "dmem-memmap", HC_OK);
+    contains(c->value, "1 dmem range, all System RAM");
+    c = need(rep, "memory-failure", HC_OK);
+    contains(c->advice, "MF_MUST_KILL");
+    assert_int_equal(hc_report_count(rep, HC_FAIL), 0);
+    free(rep);
+}
+
+static void test_dmemfs_unready(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "dmemfs-mmio", NULL);
+    need(rep, "dmemfs", HC_OK);
+    need(rep, "dmem-cmdline", HC_OK);
+    const struct hc_check *c = need(rep, "dmemfs-mounts", HC_WARN);
+    contains(c->advice, "dmemfs-setup");
+    c = need(rep, "dmem-pages", HC_WARN);
+    contains(c->advice, "debugfs");
+    /* dmem=4G@0x700000000 lies past the last System RAM entry */
+    c = need(rep, "dmem-memmap", HC_WARN);
+    contains(c->value, "1 of 1 dmem ranges not System RAM");
+    contains(c->value, "[0x700000000-0x800000000)");
+    free(rep);
+}
+
+static void test_no_memory_failure_host(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "no-mf", NULL);
+    const struct hc_check *c = need(rep, "memory-failure", HC_WARN);
+    contains(c->value, "absent");
+    contains(c->advice, "synthetic SIGBUS");
+    c = need(rep, "kvm-mce", HC_FAIL);
+    contains(c->value, "6 MCE banks, MCG_SER_P no");
+    c = need(rep, "hugetlb-vmemmap", HC_WARN);
+    contains(c->value, "absent");
+    c = need(rep, "io-uring", HC_WARN);
+    contains(c->value, "io_uring_disabled=2");
+    contains(c->advice, "engine=threads");
+    need(rep, "tun", HC_WARN);
+    free(rep);
+}
+
+/* A root with nothing in it: every check degrades to a line, none crashes. */
+static void test_empty_root(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hc-empty-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct hc_report *rep = run(dir, NULL);
+    const struct hc_check *c = need(rep, "kvm-device", HC_FAIL);
+    contains(c->value, "no KVM vendor module");
+    need(rep, "kvm-flavour", HC_FAIL);
+    need(rep, "thp", HC_WARN);
+    need(rep, "hugetlb-2M", HC_WARN);
+    assert_true(rep->n >= 8);
+    free(rep);
+
+    /* kvm_pvm present but no kernel log: still names the module */
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/sys", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sys/module", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sys/module/kvm_pvm", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    rep = run(dir, NULL);
+    c = need(rep, "kvm-device", HC_FAIL);
+    contains(c->value, "although kvm_pvm is loaded");
+    contains(c->value, "kernel log unreadable");
+    free(rep);
+    rmdir(p);
+    snprintf(p, sizeof(p), "%s/sys/module", dir);
+    rmdir(p);
+    snprintf(p, sizeof(p), "%s/sys", dir);
+    rmdir(p);
+    rmdir(dir);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "pvm", NULL);
+    char *s = hc_report_json(rep);
+    assert_non_null(s);
+    json_object *o = json_tokener_parse(s);
+    assert_non_null(o);
+    json_object *arr, *v;
+    assert_true(json_object_object_get_ex(o, "checks", &arr));
+    assert_int_equal(json_object_array_length(arr), rep->n);
+    for (size_t i = 0; i < rep->n; i++) {
+        json_object *e = json_object_array_get_idx(arr, i);
+        assert_true(json_object_object_get_ex(e, "name", &v));
+        assert_string_equal(json_object_get_string(v), rep->c[i].name);
+        assert_true(json_object_object_get_ex(e, "status", &v));
+        assert_string_equal(json_object_get_string(v), hc_status_name(rep->c[i].status));
+        assert_true(json_object_object_get_ex(e, "value", &v));
+        assert_string_equal(json_object_get_string(v), rep->c[i].value);
+        assert_true(json_object_object_get_ex(e, "advice", &v));
+    }
+    assert_true(json_object_object_get_ex(o, "fail", &v));
+    assert_int_equal(json_object_get_int(v), 1);
+    json_object_put(o);
+    free(s);
+    free(rep);
+}
+
+static void test_cli(void **state)
+{
+    (void)state;
+    char *out;
+    char *a1[] = { "hostcheck", "--root", FIX "pvm", NULL };
+    assert_int_equal(run_main(a1, 3, &out), 1);
+    contains(out, "FAIL  kvm-device");
+    contains(out, "=> ");
+    free(out);
+    char *a2[] = { "hostcheck", "--root", FIX "vtx", "--json", NULL };
+    assert_int_equal(run_main(a2, 4, &out), 0);
+    json_object *o = json_tokener_parse(out);
+    assert_non_null(o);
+    json_object_put(o);
+    free(out);
+    char *a3[] = { "hostcheck", "--bogus", NULL };
+    assert_int_equal(run_main(a3, 2, &out), 2);
+    contains(out, "usage:");
+    free(out);
+    char *a4[] = { "hostcheck", "extra", NULL };
+    assert_int_equal(run_main(a4, 2, &out), 2);
+    free(out);
+    char *a5[] = { "hostcheck", "--root", "/nonexistent/hc", NULL };
+    assert_int_equal(run_main(a5, 3, &out), 2);
+    free(out);
+    char *a6[] = { "hostcheck", "--help", NULL };
+    assert_int_equal(run_main(a6, 2, &out), 0);
+    contains(out, "--config FILE");
+    free(out);
+    char *a7[] = { "hostcheck", "--config", NULL };
+    assert_int_equal(run_main(a7, 2, &out), 2);
+    free(out);
+}
+
+/* --config: a temporary INI with a real kernel and disk file. */
+struct cfgfix { char dir[64]; char ini[PATH_MAX]; char disk[PATH_MAX]; char kernel[PATH_MAX]; };
+
+static void touch(const char *p)
+{
+    int fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1 << 20), 0);
+    close(fd);
+}
+
+static void cfg_write(struct cfgfix *f, const char *fmt, ...)
+{
+    if (!f->dir[0]) {
+        snprintf(f->dir, sizeof(f->dir), "/tmp/hc-cfg-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->ini, sizeof(f->ini), "%s/vm.ini", f->dir);
+        snprintf(f->disk, sizeof(f->disk), "%s/disk.img", f->dir);
+        snprintf(f->kernel, sizeof(f->kernel), "%s/vmlinux", f->dir);
+        touch(f->disk);
+        touch(f->kernel);
+    }
+    FILE *fp = fopen(f->ini, "w");
+    assert_non_null(fp);
+    fprintf(fp, "[vm]\nkernel = %s\n", f->kernel);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(fp, fmt, ap);
+    va_end(ap);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void cfg_cleanup(struct cfgfix *f)
+{
+    unlink(f->ini);
+    unlink(f->disk);
+    unlink(f->kernel);
+    rmdir(f->dir);
+}
+
+static void test_config_dmemfs(void **state)
+{
+    (void)state;
+    struct cfgfix f = { 0 };
+    /* 12 free 1 GiB dpages; low and high RAM round up separately */
+    cfg_write(&f, "memory = 12G\nvcpus = 2\n[memory]\nbackend = dmemfs\npath = /mnt/dmem/vm0\n"
+                  "[disk.0]\npath = %s\n", f.disk);
+    struct hc_report *rep = run(FIX "dmemfs-1g", f.ini);
+    need(rep, "config", HC_OK);
+    const struct hc_check *c = need(rep, "config-memory", HC_OK);
+    contains(c->value, "needs 12 x 1 GiB pages, 12 free");
+    c = need(rep, "config-disk.0", HC_OK);
+    contains(c->value, "read-write");
+    need(rep, "config-vcpus", HC_OK);
+    free(rep);
+
+    cfg_write(&f, "memory = 12800M\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n");
+    rep = run(FIX "dmemfs-1g", f.ini);
+    c = need(rep, "config-memory", HC_FAIL);
+    contains(c->value, "needs 13 x 1 GiB pages, 12 free");
+    free(rep);
+
+    cfg_write(&f, "memory = 1G\n[memory]\nbackend = dmemfs\npath = /srv/nodmem\n");
+    rep = run(FIX "dmemfs-1g", f.ini);
+    c = need(rep, "config-memory", HC_FAIL);
+    contains(c->value, "not on a dmemfs mount");
+    free(rep);
+    cfg_cleanup(&f);
+}
+
+static void test_config_hugetlbfs_and_vcpus(void **state)
+{
+    (void)state;
+    struct cfgfix f = { 0 };
+    /* 1 GiB pool: 6 free, 1 reserved -> 5 usable; 3.5G needs 3 + 1 */
+    cfg_write(&f, "memory = 3584M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n");
+    struct hc_report *rep = run(FIX "vtx", f.ini);
+    const struct hc_check *c = need(rep, "config-memory", HC_OK);
+    contains(c->value, "needs 4 x 1 GiB pages, 5 free");
+    free(rep);
+
+    cfg_write(&f, "memory = 6G\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n");
+    rep = run(FIX "vtx", f.ini);
+    c = need(rep, "config-memory", HC_FAIL);
+    contains(c->advice, "nr_hugepages");
+    free(rep);
+
+    /* the 2 MiB mount has an empty pool */
+    cfg_write(&f, "memory = 64M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages\n");
+    rep = run(FIX "vtx", f.ini);
+    c = need(rep, "config-memory", HC_FAIL);
+    contains(c->value, "needs 32 x 2 MiB pages, 0 free");
+    free(rep);
+
+    /* no-mf's KVM allows 288 vCPUs */
+    cfg_write(&f, "vcpus = 300\nmemory = 64M\n");
+    rep = run(FIX "no-mf", f.ini);
+    c = need(rep, "config-vcpus", HC_FAIL);
+    contains(c->value, "300 vCPUs, KVM allows 288");
+    need(rep, "config-memory", HC_OK);
+    free(rep);
+
+    /* a config the config module refuses is one FAIL line naming the key */
+    cfg_write(&f, "memory = 64M\n[disk.0]\npath = %s/missing.img\n", f.dir);
+    rep = run(FIX "vtx", f.ini);
+    c = need(rep, "config", HC_FAIL);
+    contains(c->value, "disk.0");
+    assert_null(hc_report_find(rep, "config-memory"));
+    free(rep);
+    cfg_cleanup(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pvm_host),
+        cmocka_unit_test(test_vtx_host),
+        cmocka_unit_test(test_dmemfs_host),
+        cmocka_unit_test(test_dmemfs_unready),
+        cmocka_unit_test(test_no_memory_failure_host),
+        cmocka_unit_test(test_empty_root),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_config_dmemfs),
+        cmocka_unit_test(test_config_hugetlbfs_and_vcpus),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, fixtures_present, NULL);
+}
