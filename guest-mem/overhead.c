@@ -196,7 +196,8 @@ static struct json_object *json_measured(bool valid, int64_t bytes, uint64_t ram
         ret |= json_add(m, "bytes_per_gib", json_object_new_double(
                             gm_overhead_per_gib(bytes, ram)));
     } else {
-        ret |= json_add(m, "bytes", json_object_new_null());
+        /* json-c spells null as a NULL value */
+        ret |= json_object_object_add(m, "bytes", NULL) ? -ENOMEM : 0;
     }
     if (note)
         ret |= json_add(m, "note", json_object_new_string(note));
@@ -252,8 +253,10 @@ struct json_object *gm_overhead_to_json(const struct gm_overhead *o)
     }
     ret |= json_add(sp, "kind", json_object_new_string("computed"));
     ret |= json_add(sp, "rule", json_object_new_string(gm_overhead_rule_text(o->rule)));
-    ret |= json_add(sp, "hugetlb_optimize_vmemmap", o->hvo < 0
-                    ? json_object_new_null() : json_object_new_int(o->hvo));
+    if (o->hvo < 0)
+        ret |= json_object_object_add(sp, "hugetlb_optimize_vmemmap", NULL) ? -ENOMEM : 0;
+    else
+        ret |= json_add(sp, "hugetlb_optimize_vmemmap", json_object_new_int(o->hvo));
     ret |= json_add(sp, "bytes", json_object_new_int64((int64_t)o->struct_page_bytes));
     ret |= json_add(sp, "bytes_per_gib", json_object_new_double(
                         gm_overhead_per_gib((int64_t)o->struct_page_bytes, o->ram_size)));
