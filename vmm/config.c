@@ -169,10 +169,26 @@ static int cfg_bad(struct cfg_ctx *c, const char *sec, const char *key,
     return cfg_fail(c, src, "%s.%s = '%s': %s", sec, key, shown, why);
 }
 
+/* A section's origin: the --set that created it, or the file. */
+static void cfg_sec_src(const struct cfg_ctx *c, const char *sec, char *buf,
+                        size_t len)
+{
+    for (unsigned i = 0; i < c->nsets; i++) {
+        if (c->sets[i].made_section && !strcmp(c->sets[i].sec, sec)) {
+            snprintf(buf, len, "--set %s.%s", c->sets[i].sec, c->sets[i].key);
+            return;
+        }
+    }
+    snprintf(buf, len, "%s", c->file);
+}
+
 static int cfg_missing(struct cfg_ctx *c, const char *sec, const char *key,
                        const char *why)
 {
-    return cfg_fail(c, c->file, "%s.%s: missing (%s)", sec, key, why);
+    char src[PATH_MAX + 2 * CFG_NAME_MAX];
+
+    cfg_sec_src(c, sec, src, sizeof(src));
+    return cfg_fail(c, src, "%s.%s: missing (%s)", sec, key, why);
 }
 
 /* ---- scalar parsers: NULL on success, else the reason ---------------- */
@@ -425,15 +441,10 @@ static const char *cfg_sec_kind(const char *name, enum cfg_sec *kind,
 
 static int cfg_sec_fail(struct cfg_ctx *c, const char *sec, const char *why)
 {
-    for (unsigned i = 0; i < c->nsets; i++) {
-        if (c->sets[i].made_section && !strcmp(c->sets[i].sec, sec)) {
-            char src[2 * CFG_NAME_MAX + 8];
+    char src[PATH_MAX + 2 * CFG_NAME_MAX];
 
-            snprintf(src, sizeof(src), "--set %s.%s", c->sets[i].sec, c->sets[i].key);
-            return cfg_fail(c, src, "[%s]: %s", sec, why);
-        }
-    }
-    return cfg_fail(c, c->file, "[%s]: %s", sec, why);
+    cfg_sec_src(c, sec, src, sizeof(src));
+    return cfg_fail(c, src, "[%s]: %s", sec, why);
 }
 
 /* Every entry of the dictionary is either a known section or a known key of

@@ -239,6 +239,8 @@ static const struct bad_case bad_cases[] = {
     { "set unknown section", K, { "foo.bar=1", NULL }, "--set foo.bar: [foo]: unknown section" },
     { "set unknown key", K, { "vm.cpus=2", NULL }, "--set vm.cpus: vm.cpus = '2': unknown key" },
     { "set bad disk section", K, { "disk.9.path=@T/disk.img", NULL }, "--set disk.9.path: [disk.9]: disk index out of range" },
+    { "set makes a disk without path", K, { "disk.1.readonly=yes", NULL }, "--set disk.1.readonly: disk.1.path: missing (required)" },
+    { "set makes hugetlbfs without path", K, { "memory.backend=hugetlbfs", NULL }, "--set memory.backend: memory.path: missing (required for backend hugetlbfs)" },
     { "set later one wins and is named", K, { "vm.vcpus=2", "vm.vcpus=0", NULL }, "--set vm.vcpus: vm.vcpus = '0': must be at least 1" },
     { "file error named after set", K "vcpus = 0\n", { "vm.memory=1G", NULL }, "vm.ini: vm.vcpus = '0': must be at least 1" },
 };
