@@ -1,0 +1,66 @@
+/* The check framework.  The cmdline option dvmmtest=a,b,c picks checks by
+ * name; each check lives in its own check_<name>.c and is listed once in
+ * the table in checks.c.  To add one (e.g. blk, mce): write
+ * check_<name>.c with `void check_<name>(struct check_ctx *c)`, declare it
+ * below and add a line to the table. */
+#ifndef GUEST_CHECKS_H
+#define GUEST_CHECKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bootinfo.h"
+
+enum check_status {
+	CHECK_PASS,
+	CHECK_FAIL,
+	CHECK_SKIP,
+};
+
+struct check_ctx {
+	const struct bootinfo *bi;
+	uint64_t mapped_top;		/* end of the guest's identity map */
+	enum check_status status;	/* starts as CHECK_PASS */
+	char reason[192];		/* first failure or the skip reason */
+};
+
+typedef void check_fn(struct check_ctx *c);
+
+struct check {
+	const char *name;
+	check_fn *fn;
+};
+
+/* Returns the check called exactly name[0..len), or NULL. */
+const struct check *checks_find(const char *name, size_t len);
+
+/* Marks the check failed; only the first reason is kept (later ones should
+ * also be printed as "# " lines by the caller if useful). */
+void check_fail(struct check_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Marks the check skipped, unless it already failed. */
+void check_skip(struct check_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+check_fn check_none;
+check_fn check_boot;
+check_fn check_mem;
+check_fn check_smp;
+check_fn check_reset;
+check_fn check_demo;
+
+/* Pieces that demo reuses. */
+struct mem_stats {
+	uint64_t pages;		/* pages with a signature verified */
+	uint64_t full_pages;	/* pages with a full 4 KiB pattern verified */
+	uint64_t mismatches;
+};
+/* sample_every: full pattern on every N-th page; 0 picks ~64 pages spread
+ * over RAM. */
+void mem_run(struct check_ctx *c, uint64_t sample_every, struct mem_stats *st);
+
+struct smp_stats {
+	unsigned mp_cpus;	/* enabled processors in the MP table */
+	unsigned up;		/* CPUs running our code, BSP included */
+};
+void smp_run(struct check_ctx *c, struct smp_stats *st);
+
+#endif
