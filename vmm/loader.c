@@ -136,6 +136,11 @@ static int loader_bzimage(const struct loader_target *t, const uint8_t *img, siz
                            "%s: truncated bzImage (protected-mode kernel is %zu bytes, header says %llu)",
                            what, payload, (unsigned long long)h->syssize * 16);
 
+    if (payload <= LOADER_BZ_ENTRY64_OFF)
+        return loader_fail(err, errlen, -EINVAL,
+                           "%s: truncated bzImage (protected-mode kernel of %zu bytes ends before "
+                           "the 64-bit entry at +0x%x)", what, payload, LOADER_BZ_ENTRY64_OFF);
+
     load = LOADER_BZ_DEFAULT_ADDR;
     if (h->relocatable_kernel && h->version >= 0x020a && h->pref_address)
         load = h->pref_address;
