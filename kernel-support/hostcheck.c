@@ -814,8 +814,8 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
     if (x->dmemfs) {
         hc_add(x, "dmemfs", HC_OK, "registered in /proc/filesystems");
     } else {
-        c = hc_add(x, "dmemfs", HC_WARN, "not registered in /proc/filesystems: no dmemfs in this kernel%s",
-                   hc_exists(x, "/sys/module/dmemfs") ? "" : " (built in or as a loaded module)");
+        c = hc_add(x, "dmemfs", HC_WARN,
+                   "not registered in /proc/filesystems: no dmemfs in this kernel, neither built in nor loaded as a module");
         hc_advise(c, "use [memory] backend=hugetlbfs, or a kernel with the dmemfs series (kernel-support/README.md)");
         if (!params[0])
             return;     /* nothing dmem-related on this host */
