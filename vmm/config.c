@@ -364,6 +364,24 @@ static int cfg_copy(struct cfg_ctx *c, const char *sec, const char *key,
     return 0;
 }
 
+/* A path from the file is relative to the file's directory, so a config
+ * works from any cwd; a path from --set is relative to the cwd, as on any
+ * command line. */
+static int cfg_copy_path(struct cfg_ctx *c, const char *sec, const char *key,
+                         const char *v, char *dst, size_t dstsz)
+{
+    const char *slash = strrchr(c->file, '/');
+    int n;
+
+    if (v[0] == '/' || !v[0] || !slash || cfg_set_for(c, sec, key))
+        return cfg_copy(c, sec, key, v, dst, dstsz);
+    n = snprintf(dst, dstsz, "%.*s/%s", (int)(slash - c->file), c->file, v);
+    if (n < 0 || (size_t)n >= dstsz)
+        return cfg_bad(c, sec, key, v, "longer than %zu bytes with the config's directory",
+                       dstsz - 1);
+    return 0;
+}
+
 static int cfg_get_str(struct cfg_ctx *c, const char *sec, const char *key,
                        const char *def, char *dst, size_t dstsz)
 {
@@ -615,14 +633,14 @@ static int cfg_vm(struct cfg_ctx *c, const struct cfg_limits *lim,
     v = cfg_get(c, "vm", "kernel");
     if (!v)
         return cfg_missing(c, "vm", "kernel", "required");
-    if ((rc = cfg_copy(c, "vm", "kernel", v, out->vm.kernel, sizeof(out->vm.kernel))) ||
-        (rc = cfg_check_file(c, "vm", "kernel", v, false, false)))
+    if ((rc = cfg_copy_path(c, "vm", "kernel", v, out->vm.kernel, sizeof(out->vm.kernel))) ||
+        (rc = cfg_check_file(c, "vm", "kernel", out->vm.kernel, false, false)))
         return rc;
 
     v = cfg_get(c, "vm", "initrd");
     if (v && *v) {
-        if ((rc = cfg_copy(c, "vm", "initrd", v, out->vm.initrd, sizeof(out->vm.initrd))) ||
-            (rc = cfg_check_file(c, "vm", "initrd", v, false, false)))
+        if ((rc = cfg_copy_path(c, "vm", "initrd", v, out->vm.initrd, sizeof(out->vm.initrd))) ||
+            (rc = cfg_check_file(c, "vm", "initrd", out->vm.initrd, false, false)))
             return rc;
     }
 
@@ -647,6 +665,13 @@ static int cfg_console(struct cfg_ctx *c, struct dvmm_config *out)
         return rc;
     if (!out->console.output[0])
         return cfg_bad(c, "console", "output", "", "empty (use stdout or a file path)");
+    if (strcmp(out->console.output, "stdout")) {
+        char raw[sizeof(out->console.output)];
+
+        memcpy(raw, out->console.output, sizeof(raw));
+        return cfg_copy_path(c, "console", "output", raw, out->console.output,
+                             sizeof(out->console.output));
+    }
     return 0;
 }
 
@@ -691,7 +716,7 @@ static int cfg_memory(struct cfg_ctx *c, struct dvmm_config *out)
         snprintf(why, sizeof(why), "required for backend %s", bname);
         if (!path || !*path)
             return cfg_missing(c, "memory", "path", why);
-        if ((rc = cfg_copy(c, "memory", "path", path, m->path, sizeof(m->path))))
+        if ((rc = cfg_copy_path(c, "memory", "path", path, m->path, sizeof(m->path))))
             return rc;
     } else if (path) {
         return cfg_bad(c, "memory", "path", path,
@@ -729,8 +754,8 @@ static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
     if (!v)
         return cfg_missing(c, sec, "path", "required");
     if ((rc = cfg_get_bool(c, sec, "readonly", false, &disk->readonly)) ||
-        (rc = cfg_copy(c, sec, "path", v, disk->path, sizeof(disk->path))) ||
-        (rc = cfg_check_file(c, sec, "path", v, true, !disk->readonly)))
+        (rc = cfg_copy_path(c, sec, "path", v, disk->path, sizeof(disk->path))) ||
+        (rc = cfg_check_file(c, sec, "path", disk->path, true, !disk->readonly)))
         return rc;
 
     if ((rc = cfg_get_uint(c, sec, "queues", 0, UINT32_MAX, 0, &u)))
@@ -1066,8 +1091,16 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
             goto out;
         out->ndisks++;
     }
-    if ((rc = cfg_get_str(&c, "mce", "log", "", out->mce.log, sizeof(out->mce.log))) ||
-        (rc = cfg_control(&c, out)))
+    if ((rc = cfg_get_str(&c, "mce", "log", "", out->mce.log, sizeof(out->mce.log))))
+        goto out;
+    if (out->mce.log[0]) {
+        char raw[sizeof(out->mce.log)];
+
+        memcpy(raw, out->mce.log, sizeof(raw));
+        if ((rc = cfg_copy_path(&c, "mce", "log", raw, out->mce.log, sizeof(out->mce.log))))
+            goto out;
+    }
+    if ((rc = cfg_control(&c, out)))
         goto out;
 out:
     free(c.sets);

@@ -14,6 +14,7 @@
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
+#include "vmm/vm_mce.h"
 
 #define VCPU_KICK_SIGNAL SIGUSR1
 
@@ -55,6 +56,8 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t e
     memset(v, 0, sizeof(*v));
     v->vm = vm;
     v->idx = idx;
+    mce_slot_init(&v->mce_slot, -1);
+    pthread_mutex_init(&v->mce_lock, NULL);
     v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)idx);
     if (v->fd < 0) {
         int e = errno;
@@ -73,6 +76,10 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t e
         v->fd = -1;
         return -e;
     }
+    if (vm_mce_setup_vcpu(v) < 0) {
+        snprintf(err, errlen, "vcpu%u: KVM_X86_SETUP_MCE failed", idx);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -84,6 +91,7 @@ void vcpu_destroy(struct vcpu *v)
         close(v->fd);
     v->run = NULL;
     v->fd = -1;
+    pthread_mutex_destroy(&v->mce_lock);
 }
 
 static int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *name)
@@ -357,6 +365,13 @@ static bool vcpu_handle_exit(struct vcpu *v)
         vcpu_crash(v, "guest halted with interrupts off (KVM_EXIT_HLT)");
         return false;
     case KVM_EXIT_SHUTDOWN:
+        if (v->mce_shutdown_armed) {
+            vcpu_dump(v, "guest machine-check shutdown: an uncorrected machine "
+                         "check arrived while the previous one was still in "
+                         "progress (MCIP set), so the CPU shut down");
+            vm_request_exit(v->vm, VM_OUT_MCE_SHUTDOWN, 1);
+            return false;
+        }
         vcpu_crash(v, "guest triple fault (KVM_EXIT_SHUTDOWN)");
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
@@ -390,10 +405,12 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     char name[16];
+    int ret, err;
 
     v->tid = (pid_t)syscall(SYS_gettid);
     snprintf(name, sizeof(name), "vcpu%u", v->idx);
     pthread_setname_np(pthread_self(), name);
+    mce_route_bind_thread(&v->mce_slot);
 
     for (;;) {
         /* Clear the kick flag before looking at the requests: a kick that
@@ -401,10 +418,15 @@ static void *vcpu_thread(void *arg)
         __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         if (!vm_vcpu_checkpoint(v->vm, v))
             break;
-        if (ioctl(v->fd, KVM_RUN, 0) < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+        ret = ioctl(v->fd, KVM_RUN, 0);
+        err = errno;
+        /* A memory-failure SIGBUS makes KVM_RUN return (EINTR or with an
+         * exit); act on it before anything else. */
+        vm_mce_vcpu_poll(v);
+        if (ret < 0) {
+            if (err == EINTR || err == EAGAIN)
                 continue;
-            log_err("vcpu%u: KVM_RUN: %s", v->idx, strerror(errno));
+            log_err("vcpu%u: KVM_RUN: %s", v->idx, strerror(err));
             vm_request_exit(v->vm, VM_OUT_ERROR, 1);
             break;
         }

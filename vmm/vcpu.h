@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "vmm/mce_route.h"
+
 struct vm;
 
 struct vcpu {
@@ -22,6 +24,15 @@ struct vcpu {
     bool thread_started;
     bool reset_on_wake;         /* re-run the boot register setup after a park */
     uint64_t exits;             /* KVM_RUN returns, for status */
+
+    /* Memory failures: the SIGBUS handler fills mce_slot (AR on this
+     * thread); the main thread queues AO events in mce_queue. */
+    struct mce_slot mce_slot;
+    pthread_mutex_t mce_lock;
+    struct mce_sig mce_queue[MCE_SLOT_RING];
+    unsigned mce_nqueued;       /* atomic read outside the lock */
+    bool mce_ready;             /* KVM_X86_SETUP_MCE succeeded */
+    bool mce_shutdown_armed;    /* injected while MCIP set: next SHUTDOWN is that */
 };
 
 int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen);

@@ -11,8 +11,11 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "guest-mem/overhead.h"
 #include "vmm/log.h"
 #include "vmm/term.h"
+#include "vmm/vm_control.h"
+#include "vmm/vm_mce.h"
 
 #define errf(...) snprintf(err, errlen, __VA_ARGS__)
 
@@ -186,7 +189,9 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
         vm->opt = *opt;
     vm->console_fd = -1;
     vm->event_fd = -1;
+    vm->mce_log_fd = -1;
     vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
+    mce_slot_init(&vm->mce_main, -1);
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
@@ -198,6 +203,24 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
         ret = -errno;
         errf("vm: eventfd: %s", strerror(errno));
         goto fail;
+    }
+
+    vm->mce_main.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->mce_main.wake_fd < 0) {
+        ret = -errno;
+        errf("vm: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (cfg->mce.log[0]) {
+        vm->mce_log_fd = open(cfg->mce.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (vm->mce_log_fd < 0) {
+            ret = -errno;
+            errf("%s: mce.log = '%s': %s", cfg->file, cfg->mce.log, strerror(errno));
+            vm->config_error = true;
+            goto fail;
+        }
+    } else {
+        vm->mce_log_fd = STDERR_FILENO;
     }
 
     ret = gm_open(&vm->gm, &cfg->memory, cfg->vm.memory, err, errlen);
@@ -290,6 +313,27 @@ static void vm_stop_vcpus(struct vm *vm)
     }
 }
 
+static void vm_report_outcome(const struct vm *vm)
+{
+    const char *name = vm->cfg->vm.name;
+
+    switch (vm->outcome) {
+    case VM_OUT_MCE_SHUTDOWN:
+        log_err("vm %s: guest machine-check shutdown (a second uncorrected machine "
+                "check while MCIP was set); exit status 1", name);
+        break;
+    case VM_OUT_CRASH:
+        log_err("vm %s: guest crashed; exit status 1", name);
+        break;
+    case VM_OUT_ERROR:
+        log_err("vm %s: stopped on a host-side error; exit status %d", name, vm->status);
+        break;
+    default:
+        log_info("vm %s: exit status %d", name, vm->status);
+        break;
+    }
+}
+
 struct vm_loop {
     int epfd, sigfd;
     bool stdin_on;
@@ -358,7 +402,31 @@ int vm_run(struct vm *vm)
         ret = 1;
         goto out;
     }
-    if (vm_loop_add(l.epfd, l.sigfd, EPOLLIN) || vm_loop_add(l.epfd, vm->event_fd, EPOLLIN)) {
+    if (mce_route_install() < 0) {
+        log_err("vm: SIGBUS handler: %s", strerror(errno));
+        ret = 1;
+        goto out;
+    }
+    mce_route_bind_thread(&vm->mce_main);
+    if (vm->cfg->control.enabled) {
+        char err[512];
+
+        vm_control_handlers(vm, &vm->ctl_h);
+        if (ctl_server_open(&vm->ctl, vm->cfg->control.socket, &vm->ctl_h, err,
+                            sizeof(err)) < 0) {
+            log_err("%s", err);
+            ret = 1;
+            goto out;
+        }
+        vm->ctl_open = true;
+        if (vm_loop_add(l.epfd, ctl_server_fd(&vm->ctl), EPOLLIN)) {
+            log_err("vm: epoll_ctl: %s", strerror(errno));
+            ret = 1;
+            goto out;
+        }
+    }
+    if (vm_loop_add(l.epfd, l.sigfd, EPOLLIN) || vm_loop_add(l.epfd, vm->event_fd, EPOLLIN) ||
+        vm_loop_add(l.epfd, vm->mce_main.wake_fd, EPOLLIN)) {
         log_err("vm: epoll_ctl: %s", strerror(errno));
         ret = 1;
         goto out;
@@ -394,6 +462,10 @@ int vm_run(struct vm *vm)
 
                 if (read(vm->event_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
                     log_err("vm: event_fd read: %s", strerror(errno));
+            } else if (ev[i].data.fd == vm->mce_main.wake_fd) {
+                vm_mce_main_poll(vm);
+            } else if (vm->ctl_open && ev[i].data.fd == ctl_server_fd(&vm->ctl)) {
+                ctl_server_dispatch(&vm->ctl);
             } else if (ev[i].data.fd == STDIN_FILENO && !l.npending) {
                 vm_console_input(vm, &l);
             }
@@ -412,7 +484,17 @@ int vm_run(struct vm *vm)
     }
     vm_stop_vcpus(vm);
     ret = vm->status;
+    vm_report_outcome(vm);
+    if (vm->opt.memstat) {
+        struct gm_overhead o;
+
+        if (gm_overhead_measure(&vm->gm, &o) == 0)
+            gm_overhead_format_text(&o, stderr);
+    }
 out:
+    if (vm->ctl_open)
+        ctl_server_close(&vm->ctl);
+    vm->ctl_open = false;
     term_restore(&term);
     if (l.epfd >= 0)
         close(l.epfd);
@@ -442,6 +524,12 @@ void vm_destroy(struct vm *vm)
     if (vm->event_fd >= 0)
         close(vm->event_fd);
     vm->event_fd = -1;
+    if (vm->mce_main.wake_fd >= 0)
+        close(vm->mce_main.wake_fd);
+    vm->mce_main.wake_fd = -1;
+    if (vm->mce_log_fd > STDERR_FILENO)
+        close(vm->mce_log_fd);
+    vm->mce_log_fd = -1;
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
 }

@@ -14,7 +14,9 @@
 #include "vmm/config.h"
 #include "vmm/debug_exit.h"
 #include "vmm/i8042.h"
+#include "vmm/control.h"
 #include "vmm/kvm.h"
+#include "vmm/mce_route.h"
 #include "vmm/pci.h"
 #include "vmm/rtc.h"
 #include "vmm/serial.h"
@@ -55,6 +57,11 @@ struct vm {
     int console_fd;             /* where guest serial output goes */
     int event_fd;               /* vCPU -> main thread wake-up */
     bool config_error;          /* vm_create failed on something the user named */
+    int mce_log_fd;             /* JSON lines, one per memory-failure event */
+    struct mce_slot mce_main;   /* SIGBUS MCE events taken by the main thread */
+    struct ctl_server ctl;
+    struct ctl_handlers ctl_h;
+    bool ctl_open;
 
     pthread_mutex_t lock;       /* protects everything below */
     pthread_cond_t cond;

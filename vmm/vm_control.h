@@ -1,0 +1,16 @@
+/* The VM's answers to control-socket commands (vmm/control.c parses and
+ * validates; these act).  All run on the main thread. */
+#ifndef DVMM_VM_CONTROL_H
+#define DVMM_VM_CONTROL_H
+
+#include "vmm/control.h"
+
+struct vm;
+
+/* Handlers bound to `vm`, for ctl_server_open. */
+void vm_control_handlers(struct vm *vm, struct ctl_handlers *h);
+/* Pause (park every vCPU) or resume; 0 or -errno.  Also used by tests. */
+int vm_pause(struct vm *vm);
+int vm_resume(struct vm *vm);
+
+#endif

@@ -1,0 +1,27 @@
+/* The VM side of memory-failure routing: set-up of each vCPU's MCE banks,
+ * HVA->GPA translation, the poisoned-page list, KVM_X86_SET_MCE, and one
+ * JSON log line per event.  Signals are caught by vmm/mce_route.c. */
+#ifndef DVMM_VM_MCE_H
+#define DVMM_VM_MCE_H
+
+#include <json-c/json.h>
+#include <stdint.h>
+
+#include "vmm/mce.h"
+
+struct vm;
+struct vcpu;
+
+/* KVM_X86_SETUP_MCE with MCG_SER_P and enough banks for bank 9. */
+int vm_mce_setup_vcpu(struct vcpu *v);
+/* On a vCPU thread after KVM_RUN returns: act on recorded AR signals and
+ * queued AO events.  Cheap when there are none. */
+void vm_mce_vcpu_poll(struct vcpu *v);
+/* On the main thread after its wake fd fired: route AO events to vCPU 0. */
+void vm_mce_main_poll(struct vm *vm);
+/* Control-socket actions. */
+int vm_mce_inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
+                  json_object *reply);
+int vm_mce_hwpoison(struct vm *vm, uint64_t gpa, json_object *reply);
+
+#endif
