@@ -81,10 +81,13 @@ int bootinfo_from_pvh(struct bootinfo *bi, const void *start_info, const char **
 		return -1;
 	}
 	mm = (const struct hvm_memmap_table_entry *)(uintptr_t)si->memmap_paddr;
-	for (unsigned i = 0; i < si->memmap_entries && i < BI_MAX_E820; i++) {
-		bi->e820[i].addr = mm[i].addr;
-		bi->e820[i].size = mm[i].size;
-		bi->e820[i].type = mm[i].type;
+	for (unsigned i = 0; i < si->memmap_entries && bi->n_e820 < BI_MAX_E820; i++) {
+		/* qboot counts an empty terminator entry: drop it. */
+		if (!mm[i].size)
+			continue;
+		bi->e820[bi->n_e820].addr = mm[i].addr;
+		bi->e820[bi->n_e820].size = mm[i].size;
+		bi->e820[bi->n_e820].type = mm[i].type;
 		bi->n_e820++;
 	}
 	return 0;

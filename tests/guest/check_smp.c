@@ -129,6 +129,7 @@ static int mp_cpus(struct check_ctx *c, const struct mp_floating *f, struct smp_
 {
 	const struct mp_config *t;
 	const uint8_t *p, *end;
+	unsigned seen;
 	int n = 0;
 
 	console_printf("# smp: MP floating pointer at 0x%lx, spec 1.%u, config table at 0x%x\n",
@@ -150,9 +151,13 @@ static int mp_cpus(struct check_ctx *c, const struct mp_floating *f, struct smp_
 		check_fail(c, "MP config table checksum/length bad (length %u)", t->length);
 		return -1;
 	}
+	console_printf("# smp: MP config table: %u entries, %u bytes, OEM \"%.8s\"\n",
+		       t->entries, t->length, t->oem);
 	p = (const uint8_t *)(t + 1);
 	end = (const uint8_t *)t + t->length;
-	for (unsigned i = 0; i < t->entries && p < end; i++) {
+	/* Walk by length, as Linux does: some firmware (qboot) leaves the
+	 * entry count at 0. */
+	for (seen = 0; p < end; seen++) {
 		/* Entry sizes from the MP spec: processor 20, the rest 8. */
 		if (*p == 0) {
 			const struct mp_processor *e = (const struct mp_processor *)p;
@@ -168,10 +173,14 @@ static int mp_cpus(struct check_ctx *c, const struct mp_floating *f, struct smp_
 		} else if (*p <= 4) {
 			p += 8;
 		} else {
-			check_fail(c, "MP table entry %u has unknown type %u", i, *p);
+			check_fail(c, "MP table entry %u has unknown type %u", seen, *p);
 			return -1;
 		}
 	}
+	if (p != end)
+		check_fail(c, "MP table entries overrun the table length %u", t->length);
+	if (seen != t->entries)
+		console_printf("# smp: MP table header says %u entries, %u found\n", t->entries, seen);
 	return n;
 }
 

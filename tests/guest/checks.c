@@ -12,6 +12,7 @@ static const struct check check_table[] = {
 	{ "smp", check_smp },
 	{ "reset", check_reset },
 	{ "demo", check_demo },
+	{ "fault", check_fault },
 };
 
 const struct check *checks_find(const char *name, size_t len)

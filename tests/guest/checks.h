@@ -46,6 +46,7 @@ check_fn check_mem;
 check_fn check_smp;
 check_fn check_reset;
 check_fn check_demo;
+check_fn check_fault;
 
 /* Pieces that demo reuses. */
 struct mem_stats {

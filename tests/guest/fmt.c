@@ -42,7 +42,7 @@ int fmt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 	struct out o = { buf, size, 0 };
 
 	for (; *fmt; fmt++) {
-		unsigned width = 0, lng = 0;
+		unsigned width = 0, lng = 0, prec = ~0U;
 		char pad = ' ';
 
 		if (*fmt != '%') {
@@ -56,6 +56,12 @@ int fmt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 		}
 		while (*fmt >= '0' && *fmt <= '9')
 			width = width * 10 + (unsigned)(*fmt++ - '0');
+		if (*fmt == '.') {
+			prec = 0;
+			fmt++;
+			while (*fmt >= '0' && *fmt <= '9')
+				prec = prec * 10 + (unsigned)(*fmt++ - '0');
+		}
 		while (*fmt == 'l' || *fmt == 'z') {
 			lng++;
 			fmt++;
@@ -88,11 +94,11 @@ int fmt_vsnprintf(char *buf, size_t size, const char *fmt, va_list ap)
 
 			if (!s)
 				s = "(null)";
-			for (const char *p = s; *p; p++)
+			for (const char *p = s; *p && n < prec; p++)
 				n++;
-			for (; n < width; n++)
+			for (unsigned w = n; w < width; w++)
 				out_c(&o, ' ');
-			while (*s)
+			while (n--)
 				out_c(&o, *s++);
 			break;
 		}

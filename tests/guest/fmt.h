@@ -1,5 +1,5 @@
 /* A small printf subset: %s %c %d %i %u %x %X %p %%, with the l/ll/z length
- * modifiers, '0' padding and a field width.  Enough for TAP lines. */
+ * modifiers, '0' padding, a field width and a string precision (%.8s).  Enough for TAP lines. */
 #ifndef GUEST_FMT_H
 #define GUEST_FMT_H
 

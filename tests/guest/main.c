@@ -10,6 +10,7 @@
 #include "idt.h"
 #include "lib.h"
 #include "paging.h"
+#include "reenter.h"
 
 #define MAX_SELECTED	32
 
@@ -65,6 +66,14 @@ static void set_exit_port(const char *cmdline)
 		console_puts("# bad exitport= value, using 0xf4\n");
 }
 
+static bool want_linux64(const char *cmdline)
+{
+	size_t len;
+	const char *v = cmdline_find(cmdline, "entry", &len);
+
+	return v && len == 7 && !strncmp(v, "linux64", 7);
+}
+
 static bool only_none(const struct selection *sel, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
@@ -92,6 +101,10 @@ void guest_start(const void *info, unsigned kind)
 	if (rc) {
 		console_printf("1..1\nnot ok 1 - bootinfo # %s\n", why);
 		guest_exit(1);
+	}
+	if (bi->kind == BOOT_PVH && want_linux64(bi->cmdline)) {
+		console_puts("# entry=linux64: re-entering through the Linux 64-bit boot protocol\n");
+		reenter_linux64(bi);
 	}
 	set_exit_port(bi->cmdline);
 	n = select_checks(bi->cmdline, sel);
