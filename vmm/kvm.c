@@ -263,8 +263,12 @@ int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen)
     }
     n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
     vm->max_vcpus = n > 0 ? (unsigned)n : 4;
-    if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE) > 0 &&
-        ioctl(vm->kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &vm->mce_cap) < 0)
+    /* KVM reports the bank count through KVM_CAP_MCE and only the flag bits
+     * through KVM_X86_GET_MCE_CAP_SUPPORTED; fold them into one MCG_CAP. */
+    n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+    if (n > 0 && ioctl(vm->kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &vm->mce_cap) == 0)
+        vm->mce_cap = (vm->mce_cap & ~0xffULL) | (uint64_t)(n > 255 ? 255 : n);
+    else
         vm->mce_cap = 0;
     vm->run_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (vm->run_mmap_size <= 0) {

@@ -21,7 +21,7 @@ struct kvm_vm {
     int vm_fd;
     int run_mmap_size;
     unsigned max_vcpus;
-    uint64_t mce_cap;                   /* KVM_X86_GET_MCE_CAP_SUPPORTED, 0 if none */
+    uint64_t mce_cap;                   /* supported MCG_CAP flags | KVM_CAP_MCE banks; 0 if none */
     struct kvm_cpuid2 *cpuid;           /* KVM_GET_SUPPORTED_CPUID */
     pthread_mutex_t routes_lock;        /* the routing table is replaced whole */
     struct kvm_irq_routing *routes;
