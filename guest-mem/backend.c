@@ -80,6 +80,21 @@ static int check_hugetlb_free(const struct gm_host *h, uint64_t ram_size,
     return 0;
 }
 
+/* dmemfs only maps dpages with PMD/PUD entries when THP allows it for the
+ * VMA; with THP "never" everything silently falls back to 4 KiB PTEs and
+ * the overhead the user is measuring is not the one they asked for. */
+static void check_dmem_thp(const struct gm_host *h, uint64_t page)
+{
+    char buf[128];
+
+    if (page <= GM_PAGE_SIZE ||
+        gm_host_read(h, "/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof(buf)) < 0)
+        return;
+    if (strstr(buf, "[never]"))
+        log_warn("memory.backend=dmemfs: transparent_hugepage is [never], so %s dpages "
+                 "will be mapped with 4 KiB PTEs", gm_fmt_size(page, (char[32]){0}, 32));
+}
+
 static int check_dmem_free(const struct gm_host *h, uint64_t ram_size,
                            uint64_t page, char *err, size_t errlen)
 {
@@ -165,6 +180,8 @@ int gm_backend_check(const struct gm_host *h, const struct gm_config *cfg,
                  gm_fmt_size(page, (char[32]){0}, 32), cfg->path);
         return -EINVAL;
     }
+    if (cfg->backend == GM_DMEMFS)
+        check_dmem_thp(h, page);
     ret = cfg->backend == GM_HUGETLBFS
         ? check_hugetlb_free(h, ram_size, page, err, errlen)
         : check_dmem_free(h, ram_size, page, err, errlen);

@@ -239,6 +239,12 @@ static void test_dmemfs_1g(void **state)
     will_statfs("/mnt/dmem", 0, 0x2ace90c6, G);
     assert_int_equal(gm_backend_check(&f->host, &c, 4 * G, &page, f->err, sizeof(f->err)), 0);
     assert_true(page == G);
+
+    /* THP never only earns a warning: the mapping still works, with PTEs. */
+    put(f->root, "/sys/kernel/mm/transparent_hugepage/enabled", "always madvise [never]\n");
+    will_statfs("/mnt/dmem", 0, 0x2ace90c6, G);
+    assert_int_equal(gm_backend_check(&f->host, &c, 4 * G, &page, f->err, sizeof(f->err)), 0);
+    unput(f->root, "/sys/kernel/mm/transparent_hugepage/enabled");
 }
 
 static void test_dmemfs_wrong_magic(void **state)

@@ -219,6 +219,61 @@ static void test_host_node(void **state)
     gm_close(&gm);
 }
 
+/* A hugetlbfs mount this host already has, with 2 free pages; the test
+ * does not reserve pages or mount one itself (that changes the host). */
+static bool find_hugetlbfs(char *dir, size_t len, uint64_t *page)
+{
+    char line[512], mnt[256], type[64];
+    bool found = false;
+    FILE *f = fopen("/proc/mounts", "r");
+
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        struct statfs st;
+        char path[160];
+        FILE *fp;
+        unsigned long long free_pages = 0;
+
+        if (sscanf(line, "%*s %255s %63s", mnt, type) != 2 || strcmp(type, "hugetlbfs") ||
+            statfs(mnt, &st))
+            continue;
+        snprintf(path, sizeof(path),
+                 "/sys/kernel/mm/hugepages/hugepages-%lukB/free_hugepages",
+                 (unsigned long)st.f_bsize / 1024);
+        fp = fopen(path, "r");
+        if (fp && fscanf(fp, "%llu", &free_pages) == 1 && free_pages >= 2) {
+            snprintf(dir, len, "%s", mnt);
+            *page = (uint64_t)st.f_bsize;
+            found = true;
+        }
+        if (fp)
+            fclose(fp);
+    }
+    fclose(f);
+    return found;
+}
+
+static void test_hugetlbfs_if_mounted(void **state)
+{
+    struct gm_config c = cfg_of(GM_HUGETLBFS, true, false);
+    struct guest_mem gm;
+    uint64_t page;
+    char err[256];
+
+    (void)state;
+    if (!find_hugetlbfs(c.path, sizeof(c.path), &page)) {
+        printf("# hugetlbfs: no mount with 2 free huge pages on this host "
+               "(the prefault bench mounts one as root)\n");
+        skip();
+    }
+    assert_int_equal(gm_open(&gm, &c, 2 * page, err, sizeof(err)), 0);
+    assert_true(gm.page_size == page);
+    check_congruent(&gm);
+    assert_true(all_zero(gm.layout.r[0].hva, 2 * page));
+    gm_close(&gm);
+}
+
 /* The dmemfs path on tmpfs: statfs is faked, everything else is real. */
 static int fake_dmemfs_statfs(const char *path, struct statfs *st)
 {
@@ -300,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_memfd_split),
         cmocka_unit_test(test_prefault_zero_threads),
         cmocka_unit_test(test_host_node),
+        cmocka_unit_test(test_hugetlbfs_if_mounted),
         cmocka_unit_test(test_dmemfs_path_on_tmpfs),
     };
 
