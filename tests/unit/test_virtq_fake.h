@@ -18,22 +18,30 @@ struct fake_ram {
     uint8_t *buf[2];
 };
 
-/* Two regions of 1 MiB each.  adjacent: the second starts at 1 MiB (so a
- * buffer may span both); otherwise it starts at 4 MiB with a gap before. */
-static inline void fake_ram_init(struct fake_ram *f, int adjacent)
+/* Two regions of `size` bytes each.  adjacent: the second starts right
+ * after the first (so a buffer may span both); otherwise at 4 * size, with
+ * a gap before it. */
+static inline void fake_ram_init_size(struct fake_ram *f, int adjacent,
+                                      uint64_t size)
 {
     memset(f, 0, sizeof(*f));
     f->gm.fd = -1;
+    f->gm.backend = GM_ANON;
     f->gm.layout.nr = 2;
-    f->gm.layout.ram_size = 2 * FAKE_REGION;
+    f->gm.layout.ram_size = 2 * size;
     for (int i = 0; i < 2; i++) {
-        f->buf[i] = aligned_alloc(4096, FAKE_REGION);
-        memset(f->buf[i], 0, FAKE_REGION);
+        f->buf[i] = aligned_alloc(4096, size);
+        memset(f->buf[i], 0, size);
         f->gm.layout.r[i].hva = f->buf[i];
-        f->gm.layout.r[i].size = FAKE_REGION;
+        f->gm.layout.r[i].size = size;
     }
     f->gm.layout.r[0].gpa = 0;
-    f->gm.layout.r[1].gpa = adjacent ? FAKE_REGION : 4 * FAKE_REGION;
+    f->gm.layout.r[1].gpa = adjacent ? size : 4 * size;
+}
+
+static inline void fake_ram_init(struct fake_ram *f, int adjacent)
+{
+    fake_ram_init_size(f, adjacent, FAKE_REGION);
 }
 
 static inline void fake_ram_free(struct fake_ram *f)

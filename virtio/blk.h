@@ -1,0 +1,77 @@
+/* virtio-blk: one image file or block device per [disk.N], multi-queue with
+ * one worker thread per queue.  A worker pops its queue's requests, runs
+ * them on its own io_uring (engine io_uring) or with blocking preadv/pwritev
+ * (engine threads: the worker thread is the I/O thread), and completes them
+ * on its own queue's interrupt vector only.
+ *
+ * Backend errors become VIRTIO_BLK_S_IOERR for that request; the VM and the
+ * other queues go on.  A chain that cannot be trusted sets NEEDS_RESET.
+ *
+ * cache=none opens the image O_DIRECT, unless guest RAM cannot take O_DIRECT
+ * (dmemfs: gm_backend_allows_odirect) or the filesystem refuses it; then the
+ * disk uses buffered I/O and says so once.  A request O_DIRECT refuses
+ * (EINVAL: misaligned guest buffer) is retried buffered.
+ *
+ * Reset (status 0) stops every worker after its in-flight requests have
+ * finished; the completions of those are dropped (the driver is reclaiming
+ * every buffer anyway), so nothing is written to the old rings and no
+ * interrupt fires once the reset write returns.
+ *
+ * Worker threads block all signals: SIGBUS belongs to vCPU threads and main
+ * (the MCE design), SIGINT/SIGTERM to main's signalfd. */
+#ifndef DVMM_BLK_H
+#define DVMM_BLK_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guest-mem/gm.h"
+#include "virtio/blk_req.h"
+#include "virtio/virtio_pci.h"
+#include "vmm/config.h"
+
+struct blk;
+
+struct blk_queue {
+    struct blk *blk;
+    unsigned idx;
+    pthread_t thread;
+    bool running;
+    int stop_fd;                 /* eventfd: wakes the worker to stop */
+    struct io_uring ring;
+    bool ring_ok;
+    struct blk_req *reqs;        /* queue_size slots */
+    uint16_t *free;              /* free slot stack */
+    unsigned nfree;
+    unsigned inflight;           /* submitted to io_uring, not completed */
+    bool stopping;
+    bool backlog;                /* stopped popping for lack of slots */
+    uint64_t ncompleted;         /* for tests and stats */
+};
+
+struct blk {
+    struct virtio_pci vp;
+    struct cfg_disk cfg;
+    char name[32];               /* "virtio-blk.N" */
+    const struct guest_mem *gm;
+    int fd;                      /* the image (O_DIRECT for cache=none) */
+    int fd_buffered;             /* retry path for O_DIRECT EINVAL, or fd */
+    bool direct;
+    bool use_uring;
+    struct blk_limits lim;
+    struct virtio_blk_config vcfg;
+    unsigned nq;
+    struct blk_queue q[VP_MAX_QUEUES];
+};
+
+/* Open disk->path, probe it, and put the device on the PCI bus.  On error a
+ * one-line message naming disk.N.<key> goes to err; returns -errno. */
+int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
+             struct vmif *vmif, const struct guest_mem *gm, char *err,
+             size_t errlen);
+/* Stop workers (waiting for in-flight I/O), leave the bus, close the image. */
+void blk_destroy(struct blk *b);
+
+#endif
