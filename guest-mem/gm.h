@@ -95,7 +95,9 @@ static inline uint64_t gm_align_down(uint64_t v, uint64_t align)
 { return v & ~(align - 1); }
 
 /* Map guest RAM per cfg.  On failure writes a one-line message naming the
- * config key and value to err and returns -errno. */
+ * config key and value to err and returns -errno.  For hugetlbfs/dmemfs a
+ * memory.path directory gets an unnamed file (freed at exit); a named file
+ * is truncated (guest RAM never starts with old contents) and kept. */
 int gm_open(struct guest_mem *gm, const struct gm_config *cfg, uint64_t ram_size,
             char *err, size_t errlen);
 /* gm_open with the host's statfs and sysfs routed through `host`. */
@@ -116,7 +118,7 @@ int gm_backend_check(const struct gm_host *host, const struct gm_config *cfg,
  * cannot work and block backends must use buffered I/O or bounce buffers. */
 bool gm_backend_allows_odirect(const struct guest_mem *gm);
 
-/* Touch (or, when `zero`, memset to 0) all guest RAM with one thread per
+/* Write-fault (contents kept) or, when `zero`, memset to 0 all guest RAM with one thread per
  * host CPU, at most GM_PREFAULT_MAX_THREADS (0 = that default).  gm_open
  * calls it for prealloc and always zeroes dmemfs. */
 int gm_prefault(struct guest_mem *gm, bool zero, unsigned max_threads);
