@@ -13,6 +13,8 @@ static const struct check check_table[] = {
 	{ "reset", check_reset },
 	{ "demo", check_demo },
 	{ "fault", check_fault },
+	{ "mce", check_mce },
+	{ "mcebench", check_mcebench },
 };
 
 const struct check *checks_find(const char *name, size_t len)
