@@ -36,7 +36,6 @@ static inline uint64_t fill_word(uint64_t pa, uint64_t i)
 }
 
 enum walk_pass {
-	PASS_COUNT,
 	PASS_WRITE,
 	PASS_VERIFY,
 };
@@ -45,8 +44,8 @@ struct mem_walk {
 	struct check_ctx *c;
 	struct mem_stats *st;
 	enum walk_pass pass;
-	uint64_t sample_every;
-	uint64_t index;		/* page number in walk order */
+	uint64_t sample_every;	/* 0: no full-pattern pages */
+	uint64_t until_full;	/* countdown to the next full-pattern page */
 	uint64_t unmapped;	/* RAM bytes beyond the identity map */
 };
 
@@ -66,12 +65,14 @@ static void mem_report(struct mem_walk *w, uint64_t pa, uint64_t got, uint64_t w
 static void mem_page(struct mem_walk *w, uint64_t pa)
 {
 	volatile uint64_t *q = (volatile uint64_t *)(uintptr_t)pa;
-	bool full = w->sample_every && w->index % w->sample_every == 0;
+	/* A countdown, not a modulo: a division per page is measurable at
+	 * emulator speed. */
+	bool full = w->sample_every && w->until_full == 0;
 
-	w->index++;
+	if (full)
+		w->until_full = w->sample_every;
+	w->until_full--;
 	switch (w->pass) {
-	case PASS_COUNT:
-		return;
 	case PASS_WRITE:
 		if (full) {
 			for (uint64_t i = 0; i < QWORDS; i++)
@@ -90,19 +91,66 @@ static void mem_page(struct mem_walk *w, uint64_t pa)
 
 			if (v != fill_word(pa, i)) {
 				mem_report(w, pa + i * 8, v, fill_word(pa, i));
-				break;
+				return;
 			}
 		}
 		w->st->full_pages++;
 	} else {
 		uint64_t a = q[0], b = q[QWORDS - 1];
 
-		if (a != page_sig(pa))
+		if (a != page_sig(pa)) {
 			mem_report(w, pa, a, page_sig(pa));
-		else if (b != ~page_sig(pa))
+			return;
+		}
+		if (b != ~page_sig(pa)) {
 			mem_report(w, pa + PAGE - 8, b, ~page_sig(pa));
+			return;
+		}
 	}
 	w->st->pages++;
+}
+
+/* Clips RAM range e to testable whole pages [*start, *end) below the
+ * identity map's end; returns the bytes of it above the map. */
+static uint64_t ram_range(const struct bi_e820 *e, uint64_t top, uint64_t *start, uint64_t *end)
+{
+	uint64_t unmapped = 0;
+
+	*start = (e->addr + PAGE - 1) & ~(PAGE - 1);
+	*end = (e->addr + e->size) & ~(PAGE - 1);
+	if (*end > top) {
+		uint64_t from = *start > top ? *start : top;
+
+		if (*end > from)
+			unmapped = *end - from;
+		*end = top;
+	}
+	if (*end < *start)
+		*end = *start;
+	return unmapped;
+}
+
+/* The number of pages a walk will visit, by arithmetic: walking just to
+ * count costs real time in an instruction emulator. */
+static uint64_t mem_count_pages(const struct check_ctx *c)
+{
+	uint64_t img_s = (uintptr_t)__image_start & ~(PAGE - 1);
+	uint64_t img_e = ((uintptr_t)__image_end + PAGE - 1) & ~(PAGE - 1);
+	uint64_t pages = 0;
+
+	for (unsigned i = 0; i < c->bi->n_e820; i++) {
+		uint64_t start, end, lo, hi;
+
+		if (c->bi->e820[i].type != E820_RAM)
+			continue;
+		ram_range(&c->bi->e820[i], c->mapped_top, &start, &end);
+		pages += (end - start) / PAGE;
+		lo = start > img_s ? start : img_s;
+		hi = end < img_e ? end : img_e;
+		if (hi > lo)
+			pages -= (hi - lo) / PAGE;
+	}
+	return pages;
 }
 
 /* One pass over every testable RAM page: page-aligned, inside the identity
@@ -112,22 +160,14 @@ static void mem_walk_ram(struct mem_walk *w, enum walk_pass pass)
 	const struct bootinfo *bi = w->c->bi;
 
 	w->pass = pass;
-	w->index = 0;
+	w->until_full = 0;
 	w->unmapped = 0;
 	for (unsigned e = 0; e < bi->n_e820; e++) {
-		uint64_t start, end, top = w->c->mapped_top;
+		uint64_t start, end;
 
 		if (bi->e820[e].type != E820_RAM)
 			continue;
-		start = (bi->e820[e].addr + PAGE - 1) & ~(PAGE - 1);
-		end = (bi->e820[e].addr + bi->e820[e].size) & ~(PAGE - 1);
-		if (end > top) {
-			uint64_t from = start > top ? start : top;
-
-			if (end > from)
-				w->unmapped += end - from;
-			end = top;
-		}
+		w->unmapped += ram_range(&bi->e820[e], w->c->mapped_top, &start, &end);
 		for (uint64_t pa = start; pa < end; pa += PAGE)
 			if (!page_is_ours(pa))
 				mem_page(w, pa);
@@ -139,8 +179,7 @@ void mem_run(struct check_ctx *c, uint64_t sample_every, struct mem_stats *st)
 	struct mem_walk w = { .c = c, .st = st };
 
 	if (!sample_every) {
-		mem_walk_ram(&w, PASS_COUNT);
-		sample_every = w.index / DEFAULT_SAMPLE;
+		sample_every = mem_count_pages(c) / DEFAULT_SAMPLE;
 		if (!sample_every)
 			sample_every = 1;
 	}

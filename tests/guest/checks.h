@@ -52,7 +52,7 @@ check_fn check_mcebench;
 
 /* Pieces that demo reuses. */
 struct mem_stats {
-	uint64_t pages;		/* pages with a signature verified */
+	uint64_t pages;		/* pages that held their data */
 	uint64_t full_pages;	/* pages with a full 4 KiB pattern verified */
 	uint64_t mismatches;
 };

@@ -66,6 +66,28 @@ static void set_exit_port(const char *cmdline)
 		console_puts("# bad exitport= value, using 0xf4\n");
 }
 
+/* e820_fake=ADDR:SIZE adds a RAM range the VM does not have, so tests can
+ * prove that the mem check reports memory that does not hold its data. */
+static void add_fake_ram(struct bootinfo *bi)
+{
+	size_t len, colon = 0;
+	const char *v = cmdline_find(bi->cmdline, "e820_fake", &len);
+	uint64_t addr, size;
+
+	if (!v)
+		return;
+	while (colon < len && v[colon] != ':')
+		colon++;
+	if (colon == len || !parse_u64(v, colon, true, &addr) ||
+	    !parse_u64(v + colon + 1, len - colon - 1, true, &size) ||
+	    bi->n_e820 >= BI_MAX_E820) {
+		console_puts("# e820_fake: want ADDR:SIZE, ignored\n");
+		return;
+	}
+	bi->e820[bi->n_e820++] = (struct bi_e820){ addr, size, E820_RAM };
+	console_printf("# e820_fake: pretending [0x%lx, 0x%lx) is RAM\n", addr, addr + size);
+}
+
 static bool want_linux64(const char *cmdline)
 {
 	size_t len;
@@ -107,6 +129,7 @@ void guest_start(const void *info, unsigned kind)
 		reenter_linux64(bi);
 	}
 	set_exit_port(bi->cmdline);
+	add_fake_ram(bi);
 	n = select_checks(bi->cmdline, sel);
 	console_printf("1..%u\n", n);
 	/* Start-up benchmarks time "none": skip rebuilding the page tables,

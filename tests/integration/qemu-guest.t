@@ -13,7 +13,7 @@ QEMU=${QEMU:-qemu-system-x86_64}
 command -v "$QEMU" >/dev/null 2>&1 || tap_skip_all "$QEMU not installed"
 [ -f "$ELF" ] || tap_skip_all "$ELF not built (make ${DVMM_BUILD:+BUILD=$DVMM_BUILD} guest)"
 
-tap_plan 10
+tap_plan 11
 
 OUT=$(mktemp)
 trap 'rm -f "$OUT"' EXIT
@@ -78,6 +78,12 @@ expect "pc, linux64 entry: boot,mem,smp" 1 '^# entry: linux64' '^ok 3 - smp'
 # RAM above 4 GiB: the guest's own page tables must reach it.
 qemu_run pc 4352M 1 "dvmmtest=boot,mem expect_mem=4352M"
 expect "pc, 4.25 GiB: RAM above 4 GiB verified" 1 '^# e820: 0x0000000100000000 - ' '^ok 2 - mem'
+
+# The mem check must notice memory that does not keep what was written:
+# claim part of the PCI hole is RAM.
+qemu_run pc 256M 1 "dvmmtest=mem e820_fake=0xd0000000:8K"
+expect "mem check catches RAM that is not there" 3 \
+	'^not ok 1 - mem # mismatch at GPA 0xd0000000' '^# mem: 2 mismatches'
 
 qemu_run pc 64M 1 "dvmmtest=none"
 expect "none check passes at once" 1 '^1\.\.1$' '^ok 1 - none$'
