@@ -322,9 +322,11 @@ static void hc_caps_from_kvm(struct hc_ctx *x, int fd)
     c->max_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
     c->nr_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
     __u64 mcg = 0;
-    if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE) > 0 &&
-        ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &mcg) == 0) {
-        c->mce_cap = mcg;
+    int banks = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
+    /* The bank count is KVM_CAP_MCE's value; the supported-cap ioctl only
+     * carries the flag bits (MCG_SER_P, MCG_CTL_P...). */
+    if (banks > 0 && ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &mcg) == 0) {
+        c->mce_cap = (mcg & ~0xffULL) | (__u64)(banks > 255 ? 255 : banks);
         c->have_mce_cap = true;
     } else {
         log_debug("hostcheck: KVM_X86_GET_MCE_CAP_SUPPORTED: %s", strerror(errno));
