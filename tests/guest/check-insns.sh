@@ -7,12 +7,19 @@
 set -eu
 elf=$1
 : "${OBJDUMP:=objdump}"
+: "${NM:=nm}"
 bad='xmm|ymm|zmm|popcnt|xsave|xrstor|cmpxchg16b|int3|endbr'
 status=0
-for spec in .text:x86-64 .text32:i386 .tramp16:i8086; do
+# The trampoline ends in data (its GDT pointer), which must not be read as
+# instructions.
+gdtr=$("$NM" "$elf" | awk '$3 == "tramp_gdtr" { print "0x" $1 }')
+[ -n "$gdtr" ] || { echo "check-insns: no tramp_gdtr symbol in $elf" >&2; exit 1; }
+for spec in .text:x86-64: .text32:i386: .tramp16:i8086:--stop-address=$gdtr; do
 	sec=${spec%%:*}
-	mode=${spec#*:}
-	out=$("$OBJDUMP" -d -M "$mode" -j "$sec" "$elf") || {
+	rest=${spec#*:}
+	mode=${rest%%:*}
+	stop=${rest#*:}
+	out=$("$OBJDUMP" -d -M "$mode" -j "$sec" ${stop:+"$stop"} "$elf") || {
 		echo "check-insns: objdump failed on $sec of $elf" >&2
 		exit 1
 	}

@@ -13,6 +13,7 @@ static const struct check check_table[] = {
 	{ "reset", check_reset },
 	{ "demo", check_demo },
 	{ "fault", check_fault },
+	{ "trap", check_trap },
 	{ "mce", check_mce },
 	{ "mcebench", check_mcebench },
 };

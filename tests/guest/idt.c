@@ -23,6 +23,8 @@ struct idt_ptr {
 extern const char isr_stubs[];
 
 static struct idt_gate idt[256] __attribute__((aligned(16)));
+/* Global like the IDT itself: the CPU finds handlers without context. */
+static idt_hook_fn *idt_hooks[256];
 
 static const char *const exc_names[32] = {
 	"#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM",
@@ -54,10 +56,18 @@ void idt_load(void)
 	__asm__ volatile("lidt %0" : : "m"(p));
 }
 
-void idt_exception(const struct exc_frame *f)
+void idt_set_hook(uint8_t vector, idt_hook_fn *fn)
 {
+	idt_hooks[vector] = fn;
+}
+
+void idt_dispatch(struct exc_frame *f)
+{
+	idt_hook_fn *hook = idt_hooks[f->vector & 0xff];
 	uint32_t a, b, c, d;
 
+	if (hook && hook(f))
+		return;
 	cpuid(1, &a, &b, &c, &d);
 	console_printf("# exception: vector %lu (%s) error 0x%lx rip 0x%lx cr2 0x%lx rsp 0x%lx apic %u\n",
 		       f->vector, f->vector < 32 ? exc_names[f->vector] : "irq",

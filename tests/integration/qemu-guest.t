@@ -58,8 +58,8 @@ expect() {
 	fi
 }
 
-qemu_run pc 256M 1 "dvmmtest=boot,mem,smp expect_mem=256M expect_cpus=1"
-expect "pc, 1 cpu: boot,mem,smp" 1 '^ok 3 - smp' '^# mem: [0-9]+ pages'
+qemu_run pc 256M 1 "dvmmtest=boot,mem,smp,trap expect_mem=256M expect_cpus=1"
+expect "pc, 1 cpu: boot,mem,smp,trap" 1 '^ok 3 - smp' '^ok 4 - trap' '^# mem: [0-9]+ pages'
 
 # SeaBIOS lists one MP processor per package, so two CPUs need two sockets.
 qemu_run pc 256M 2,sockets=2 "dvmmtest=boot,mem,smp expect_mem=256M expect_cpus=2"
