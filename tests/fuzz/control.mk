@@ -1,0 +1,36 @@
+# Control-socket request parser fuzzing.
+#  - $(BUILD)/fuzz/fuzz_control: libFuzzer binary (clang), listed in
+#    FUZZ_BINS for `make fuzz`; `make fuzz-control` runs it for
+#    FUZZ_SECONDS (default 60) from the built-in seeds.
+#  - $(BUILD)/tests/fuzz/fuzz_control_tap: the same target built with gcc
+#    and ASan/UBSan, run by `make test` as a short fixed-seed TAP pass.
+# The libFuzzer build compiles the sources it tests itself, so they carry
+# clang's coverage instrumentation.
+
+FUZZ_CC          ?= clang
+FUZZ_SECONDS     ?= 60
+FUZZ_CONTROL_SRC := tests/fuzz/fuzz_control.c vmm/control.c vmm/mce.c vmm/log.c
+FUZZ_CONTROL     := $(BUILD)/fuzz/fuzz_control
+FUZZ_CONTROL_TAP := $(BUILD)/tests/fuzz/fuzz_control_tap
+
+FUZZ_BINS   += $(FUZZ_CONTROL)
+TEST_DEPS   += $(FUZZ_CONTROL_TAP)
+TEST_EXTRA  += $(FUZZ_CONTROL_TAP)
+
+$(FUZZ_CONTROL): $(FUZZ_CONTROL_SRC) vmm/control.h vmm/mce.h vmm/log.h | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(CSTD) $(WARN) -g -O1 \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ $(FUZZ_CONTROL_SRC) -ljson-c
+
+$(FUZZ_CONTROL_TAP): tests/fuzz/fuzz_control.c $(BUILD)/asan/libdvmm.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) -DFUZZ_TAP_MAIN -o $@ $< \
+		$(BUILD)/asan/libdvmm.a $(LDLIBS)
+
+.PHONY: fuzz-control
+fuzz-control: $(FUZZ_CONTROL) $(FUZZ_CONTROL_TAP)
+	@mkdir -p $(BUILD)/fuzz/corpus-control
+	$(FUZZ_CONTROL_TAP) --seeds $(BUILD)/fuzz/corpus-control
+	$(FUZZ_CONTROL) -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+		$(BUILD)/fuzz/corpus-control
