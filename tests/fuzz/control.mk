@@ -1,14 +1,14 @@
 # Control-socket request parser fuzzing.
 #  - $(BUILD)/fuzz/fuzz_control: libFuzzer binary (clang), listed in
-#    FUZZ_BINS for `make fuzz`; `make fuzz-control` runs it for
-#    FUZZ_SECONDS (default 60) from the built-in seeds.
+#    FUZZ_BINS for `make fuzz` (seeds: tests/fuzz/corpus/control, written by
+#    `fuzz_control_tap --seeds DIR`); `make fuzz-control` runs only it, for
+#    FUZZ_TIME seconds.
 #  - $(BUILD)/tests/fuzz/fuzz_control_tap: the same target built with gcc
 #    and ASan/UBSan, run by `make test` as a short fixed-seed TAP pass.
 # The libFuzzer build compiles the sources it tests itself, so they carry
 # clang's coverage instrumentation.
 
 FUZZ_CC          ?= clang
-FUZZ_SECONDS     ?= 60
 FUZZ_CONTROL_SRC := tests/fuzz/fuzz_control.c vmm/control.c vmm/mce.c vmm/log.c
 FUZZ_CONTROL     := $(BUILD)/fuzz/fuzz_control
 FUZZ_CONTROL_TAP := $(BUILD)/tests/fuzz/fuzz_control_tap
@@ -29,8 +29,7 @@ $(FUZZ_CONTROL_TAP): tests/fuzz/fuzz_control.c $(BUILD)/asan/libdvmm.a | $(DEPS_
 		$(BUILD)/asan/libdvmm.a $(LDLIBS)
 
 .PHONY: fuzz-control
-fuzz-control: $(FUZZ_CONTROL) $(FUZZ_CONTROL_TAP)
-	@mkdir -p $(BUILD)/fuzz/corpus-control
-	$(FUZZ_CONTROL_TAP) --seeds $(BUILD)/fuzz/corpus-control
-	$(FUZZ_CONTROL) -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
-		$(BUILD)/fuzz/corpus-control
+fuzz-control: $(FUZZ_CONTROL)
+	@mkdir -p $(BUILD)/fuzz/found-fuzz_control
+	$(FUZZ_CONTROL) -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+		$(BUILD)/fuzz/found-fuzz_control tests/fuzz/corpus/control
