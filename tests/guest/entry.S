@@ -106,8 +106,9 @@ common64:
 	movq	$__bss_start, %rdi
 	movq	$__bss_end, %rcx
 	subq	%rdi, %rcx
+	shrq	$3, %rcx
 	xorl	%eax, %eax
-	rep stosb
+	rep stosq
 	movq	%r12, %rdi
 	movl	%r13d, %esi
 	call	guest_start
