@@ -1,0 +1,14 @@
+# virtio-blk benchmark: `make bench` builds it, `make bench-blk` runs it
+# (BLK_BENCH_ARGS, e.g. "-t 5 -s 512 /dev/shm /var/tmp").  It prints dvmm vs
+# fio ratios; it is not a test and never fails on numbers.
+BENCH_BINS += $(BUILD)/bench/blk-bench
+BLK_BENCH_ARGS ?= -t 3 -s 256 /dev/shm $(CURDIR)/$(BUILD)
+
+$(BUILD)/bench/blk-bench: tests/bench/blk-bench.c tests/unit/test_blk_driver.h $(BUILD)/libdvmm.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libdvmm.a $(LDLIBS)
+
+.PHONY: bench bench-blk
+bench: $(BUILD)/bench/blk-bench
+bench-blk: $(BUILD)/bench/blk-bench
+	$(BUILD)/bench/blk-bench $(BLK_BENCH_ARGS)
