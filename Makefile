@@ -24,6 +24,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 ASAN_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/asan/tests/unit/%)
 DEPS_OK  := $(BUILD)/.deps-ok
+# Test scripts find binaries through DVMM_BUILD, so `make BUILD=x test` tests x.
+export DVMM_BUILD := $(BUILD)
 
 .PHONY: all run test unit asan deps clean check-integration
 all: $(BUILD)/dvmm
