@@ -222,7 +222,7 @@ static int cmd_check(int argc, char **argv)
     return 0;
 }
 
-static int cmd_run(int argc, char **argv)
+static int cmd_run(int argc, char **argv, uint64_t t_start)
 {
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
     struct vm *vm = calloc(1, sizeof(*vm));
@@ -239,6 +239,8 @@ static int cmd_run(int argc, char **argv)
         ret = ret == 0x100 ? 0 : EXIT_USER;
         goto out;
     }
+    c.opt.t_start = t_start;
+    c.opt.t_config = vm_now_ns();
     if (vm_create(vm, cfg, &c.opt, err, sizeof(err)) < 0) {
         fprintf(stderr, "dvmm: %s\n", err);
         ret = vm->config_error ? EXIT_USER : 1;
@@ -246,6 +248,9 @@ static int cmd_run(int argc, char **argv)
     }
     ret = vm_run(vm);
     vm_destroy(vm);
+    vm->t[VM_T_DONE] = vm_now_ns();
+    if (c.opt.trace_startup)
+        vm_print_trace(vm->t);
 out:
     free(vm);
     free(cfg);
@@ -255,6 +260,7 @@ out:
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
+    uint64_t t_start = vm_now_ns();
 
     if (!cmd) {
         usage_main(stderr);
@@ -265,7 +271,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "run"))
-        return cmd_run(argc - 1, argv + 1);
+        return cmd_run(argc - 1, argv + 1, t_start);
     if (!strcmp(cmd, "check"))
         return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "ctl"))

@@ -418,6 +418,8 @@ static void *vcpu_thread(void *arg)
         __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         if (!vm_vcpu_checkpoint(v->vm, v))
             break;
+        if (!v->idx && !v->vm->t[VM_T_FIRST_RUN])
+            v->vm->t[VM_T_FIRST_RUN] = vm_now_ns();
         ret = ioctl(v->fd, KVM_RUN, 0);
         err = errno;
         /* A memory-failure SIGBUS makes KVM_RUN return (EINTR or with an

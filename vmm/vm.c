@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guest-mem/overhead.h"
@@ -18,6 +19,31 @@
 #include "vmm/vm_mce.h"
 
 #define errf(...) snprintf(err, errlen, __VA_ARGS__)
+
+uint64_t vm_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+void vm_print_trace(const uint64_t *t)
+{
+    static const char *const names[VM_T_NR] = {
+        "start", "config", "memory", "kvm+devices", "load", "vcpus",
+        "first KVM_RUN", "guest ran", "teardown",
+    };
+    uint64_t prev = t[VM_T_START];
+
+    for (unsigned i = VM_T_START + 1; i < VM_T_NR; i++) {
+        if (!t[i])
+            continue;
+        fprintf(stderr, "dvmm: startup: %-14s %9.3f ms  (at %9.3f ms)\n", names[i],
+                (double)(t[i] - prev) / 1e6, (double)(t[i] - t[VM_T_START]) / 1e6);
+        prev = t[i];
+    }
+}
 
 static void vm_wake_main(struct vm *vm)
 {
@@ -187,6 +213,8 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     vm->cfg = cfg;
     if (opt)
         vm->opt = *opt;
+    vm->t[VM_T_START] = vm->opt.t_start ? vm->opt.t_start : vm_now_ns();
+    vm->t[VM_T_CONFIG] = vm->opt.t_config;
     vm->console_fd = -1;
     vm->event_fd = -1;
     vm->mce_log_fd = -1;
@@ -229,6 +257,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
         goto fail;
     }
     vm->gm_open = true;
+    vm->t[VM_T_MEMORY] = vm_now_ns();
 
     ret = kvm_vm_create(&vm->kvm, err, errlen);
     if (ret)
@@ -267,11 +296,13 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     pci_set_ram_top(&vm->pci, vm->gm.layout.r[vm->gm.layout.nr - 1].gpa +
                                   vm->gm.layout.r[vm->gm.layout.nr - 1].size);
 
+    vm->t[VM_T_KVM] = vm_now_ns();
     ret = x86_boot_load(&vm->gm, cfg, &vm->boot, err, errlen);
     if (ret) {
         vm->config_error = true;   /* a kernel or initrd the user named */
         goto fail;
     }
+    vm->t[VM_T_LOAD] = vm_now_ns();
 
     vm->nvcpus = cfg->vm.vcpus;
     vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
@@ -292,6 +323,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
             goto fail;
         }
     }
+    vm->t[VM_T_VCPUS] = vm_now_ns();
     return 0;
 fail:
     vm_destroy(vm);
@@ -482,6 +514,7 @@ int vm_run(struct vm *vm)
         if (reboot)
             vm_reboot(vm);
     }
+    vm->t[VM_T_EXIT] = vm_now_ns();
     vm_stop_vcpus(vm);
     ret = vm->status;
     vm_report_outcome(vm);

@@ -33,10 +33,29 @@ enum vm_outcome {
     VM_OUT_ERROR,               /* a host-side failure */
 };
 
+/* Start-up stages, for --trace-startup: CLOCK_MONOTONIC ns, 0 = not reached. */
+enum vm_stage {
+    VM_T_START,                 /* main() entered (≈ exec) */
+    VM_T_CONFIG,                /* config parsed and validated */
+    VM_T_MEMORY,                /* guest RAM mapped */
+    VM_T_KVM,                   /* VM, irqchip, memslots, devices */
+    VM_T_LOAD,                  /* kernel, boot_params, tables written */
+    VM_T_VCPUS,                 /* vCPUs created and reset */
+    VM_T_FIRST_RUN,             /* vCPU 0 enters KVM_RUN for the first time */
+    VM_T_EXIT,                  /* the guest's end was seen by main */
+    VM_T_DONE,                  /* vCPUs joined, devices torn down */
+    VM_T_NR
+};
+
 struct vm_options {
     bool memstat;               /* print the overhead report */
     bool trace_startup;
+    uint64_t t_start, t_config; /* filled by main */
 };
+
+uint64_t vm_now_ns(void);
+/* One line per stage with its duration, to stderr. */
+void vm_print_trace(const uint64_t *t);
 
 struct vm {
     const struct dvmm_config *cfg;
@@ -59,6 +78,7 @@ struct vm {
     bool config_error;          /* vm_create failed on something the user named */
     int mce_log_fd;             /* JSON lines, one per memory-failure event */
     struct mce_slot mce_main;   /* SIGBUS MCE events taken by the main thread */
+    uint64_t t[VM_T_NR];        /* start-up trace */
     struct ctl_server ctl;
     struct ctl_handlers ctl_h;
     bool ctl_open;
