@@ -166,6 +166,8 @@ static int vm_reboot(struct vm *vm)
     ret = kvm_vm_reset_irqchip(&vm->kvm);
     if (!ret) {
         serial_reset(&vm->serial);
+        for (unsigned i = 0; i < vm->ndisks; i++)
+            blk_reset(&vm->disks[i]);
         ret = x86_boot_load(&vm->gm, vm->cfg, &vm->boot, err, sizeof(err));
         if (ret)
             log_err("vm %s: reboot: %s", vm->cfg->vm.name, err);
@@ -295,6 +297,25 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     vm->pci_ready = true;
     pci_set_ram_top(&vm->pci, vm->gm.layout.r[vm->gm.layout.nr - 1].gpa +
                                   vm->gm.layout.r[vm->gm.layout.nr - 1].size);
+
+    if (cfg->ndisks) {
+        vm->disks = calloc(cfg->ndisks, sizeof(*vm->disks));
+        if (!vm->disks) {
+            ret = -ENOMEM;
+            errf("vm: out of memory for %u disks", cfg->ndisks);
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        ret = blk_init(&vm->disks[i], &cfg->disk[i], &vm->pci, &vm->kvm.vmif, &vm->gm,
+                       err, errlen);
+        if (ret) {
+            /* blk_init's messages name disk.N.<key>: the user's disk. */
+            vm->config_error = ret != -ENOMEM;
+            goto fail;
+        }
+        vm->ndisks++;
+    }
 
     vm->t[VM_T_KVM] = vm_now_ns();
     ret = x86_boot_load(&vm->gm, cfg, &vm->boot, err, errlen);
@@ -544,6 +565,12 @@ void vm_destroy(struct vm *vm)
     free(vm->vcpus);
     vm->vcpus = NULL;
     vm->nvcpus = 0;
+    /* Disks first: their workers touch guest RAM and the PCI device. */
+    for (unsigned i = 0; i < vm->ndisks; i++)
+        blk_destroy(&vm->disks[i]);
+    free(vm->disks);
+    vm->disks = NULL;
+    vm->ndisks = 0;
     if (vm->pci_ready)
         pci_destroy(&vm->pci);
     vm->pci_ready = false;

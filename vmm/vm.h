@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "guest-mem/gm.h"
+#include "virtio/blk.h"
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/debug_exit.h"
@@ -70,6 +71,8 @@ struct vm {
     struct debug_exit dbg;
     struct pci pci;
     bool pci_ready;
+    struct blk *disks;          /* cfg->ndisks virtio-blk devices */
+    unsigned ndisks;            /* how many were initialised */
     struct x86_boot boot;
     struct vcpu *vcpus;
     unsigned nvcpus;
