@@ -610,6 +610,11 @@ fail:
     return r;
 }
 
+void blk_reset(struct blk *b)
+{
+    vp_device_reset(&b->vp);
+}
+
 void blk_destroy(struct blk *b)
 {
     if (b->fd_buffered < 0)

@@ -71,7 +71,10 @@ struct blk {
 int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
              struct vmif *vmif, const struct guest_mem *gm, char *err,
              size_t errlen);
-/* Stop workers (waiting for in-flight I/O), leave the bus, close the image. */
+/* VM reboot: back to power-on state (waits for in-flight I/O). */
+void blk_reset(struct blk *b);
+/* Stop workers (waiting for in-flight I/O), leave the bus, close the image.
+ * Call before pci_destroy and gm_close. */
 void blk_destroy(struct blk *b);
 
 #endif

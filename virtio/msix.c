@@ -202,6 +202,18 @@ void msix_pba_io(struct msix *m, uint64_t off, uint8_t *data, unsigned len,
     pthread_mutex_unlock(&m->lock);
 }
 
+void msix_reset(struct msix *m)
+{
+    pthread_mutex_lock(&m->lock);
+    for (unsigned i = 0; i < m->nvec; i++) {
+        struct msix_vec *v = &m->v[i];
+        v->addr_lo = v->addr_hi = v->data = 0;
+        v->ctrl = PCI_MSIX_ENTRY_CTRL_MASKBIT;
+        v->pending = false;
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 bool msix_enabled(struct msix *m)
 {
     pthread_mutex_lock(&m->lock);

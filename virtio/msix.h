@@ -65,6 +65,10 @@ void msix_table_io(struct msix *m, uint64_t off, uint8_t *data, unsigned len,
 void msix_pba_io(struct msix *m, uint64_t off, uint8_t *data, unsigned len,
                  bool is_write);
 
+/* Power-on state of the table: every entry masked and cleared, nothing
+ * pending.  GSIs and irqfds stay allocated for reuse. */
+void msix_reset(struct msix *m);
+
 bool msix_enabled(struct msix *m);
 /* Raise vector `vec` (or make it pending while masked).  Out-of-range
  * vectors (VIRTIO_MSI_NO_VECTOR) are ignored.  Returns 0 or -errno. */

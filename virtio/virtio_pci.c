@@ -512,6 +512,15 @@ err_lock:
     return r;
 }
 
+void vp_device_reset(struct virtio_pci *vp)
+{
+    pthread_mutex_lock(&vp->lock);
+    vp_reset(vp);
+    pthread_mutex_unlock(&vp->lock);
+    msix_reset(&vp->msix);
+    pci_dev_reset(vp->pci, &vp->pdev);
+}
+
 void vp_destroy(struct virtio_pci *vp)
 {
     pthread_mutex_lock(&vp->lock);

@@ -110,6 +110,10 @@ int vp_init(struct virtio_pci *vp, const struct vp_params *p, struct pci *pci,
  * eventfds, MSI-X routes and irqfds. */
 void vp_destroy(struct virtio_pci *vp);
 
+/* Power-on reset for a VM reboot: virtio reset (waits for in-flight I/O),
+ * MSI-X table cleared, PCI config space back to power-on. */
+void vp_device_reset(struct virtio_pci *vp);
+
 /* For the device and its workers. */
 static inline int vp_kick_fd(const struct virtio_pci *vp, unsigned q)
 { return vp->q[q].kick_fd; }

@@ -180,6 +180,7 @@ int pci_add_device(struct pci *pci, struct pci_dev *dev)
         dev->cfg[PCI_INTERRUPT_PIN] = 1;   /* INTA# */
         dev->cfg[PCI_INTERRUPT_LINE] = pci_intx_pin(s);
         pci->slot[s] = dev;
+        memcpy(dev->init_cfg, dev->cfg, sizeof(dev->cfg));
         pthread_mutex_unlock(&pci->lock);
         log_debug("pci %02x.0 %s: vendor %04x device %04x, INTA# -> IOAPIC pin %u",
                   s, dev->info.name, dev->info.vendor_id, dev->info.device_id,
@@ -202,6 +203,18 @@ void pci_remove_device(struct pci *pci, struct pci_dev *dev)
     }
     if (dev->slot && pci->slot[dev->slot] == dev)
         pci->slot[dev->slot] = NULL;
+    pthread_mutex_unlock(&pci->lock);
+}
+
+void pci_dev_reset(struct pci *pci, struct pci_dev *dev)
+{
+    pthread_mutex_lock(&pci->lock);
+    for (unsigned i = 0; i < PCI_CFG_SPACE; i++)
+        __atomic_store_n(&dev->cfg[i], dev->init_cfg[i], __ATOMIC_RELAXED);
+    pci_update_bars(pci, dev);
+    if (dev->info.ops && dev->info.ops->cfg_write)
+        dev->info.ops->cfg_write(dev->info.opaque, PCI_STD_HEADER_SIZEOF,
+                                 PCI_CFG_SPACE - PCI_STD_HEADER_SIZEOF);
     pthread_mutex_unlock(&pci->lock);
 }
 

@@ -79,6 +79,7 @@ struct pci_dev {
     uint8_t cfg[PCI_CFG_SPACE];
     uint8_t wmask[PCI_CFG_SPACE];   /* guest-writable bits */
     struct pci_bar bar[PCI_NR_BARS];
+    uint8_t init_cfg[PCI_CFG_SPACE];/* power-on config space, for reset */
     uint8_t cap_end;                /* next free config offset for a cap */
     uint8_t last_cap;               /* offset of the last cap, 0 if none */
 };
@@ -122,6 +123,11 @@ int pci_add_cap(struct pci_dev *dev, uint8_t id, const void *body,
 int pci_add_device(struct pci *pci, struct pci_dev *dev);
 /* Unmaps dev's BARs and frees its slot. */
 void pci_remove_device(struct pci *pci, struct pci_dev *dev);
+/* Function-level reset (VM reboot): config space back to its power-on
+ * contents (decoding off, BARs at their assigned addresses, capabilities as
+ * added), BARs unmapped; the device's cfg_write hook is then called for the
+ * whole capability area so it can drop MSI-X state. */
+void pci_dev_reset(struct pci *pci, struct pci_dev *dev);
 
 /* The IOAPIC pin INTA# of `slot` is wired to. */
 static inline unsigned pci_intx_pin(unsigned slot)

@@ -2,7 +2,9 @@
  * same run.  One guest thread per queue keeps QD requests in flight on a
  * plain memory region, kicking through the notify register and sleeping on
  * the queue's irqfd eventfd; the device does real I/O.  The reference is
- * `fio --ioengine=io_uring` with the same block size, depth and job count.
+ * `fio --ioengine=io_uring` with the same block size, depth and job count,
+ * buffered like the device (cache=writeback) and with --invalidate=0, so
+ * both sides read a page cache warmed by the image fill.
  *
  * Not a test: it prints numbers and ratios (goal >= 0.9 of fio) and always
  * exits 0 unless it cannot run at all.
@@ -175,7 +177,7 @@ static double run_fio(const char *img, const struct workload *w, unsigned nq,
     char cmd[8192];
     snprintf(cmd, sizeof(cmd),
              "fio --name=ref --filename=%s --ioengine=io_uring --rw=%s --bs=%u "
-             "--iodepth=%u --numjobs=%u --direct=0 --time_based --runtime=%.1f "
+             "--iodepth=%u --numjobs=%u --direct=0 --invalidate=0 --time_based --runtime=%.1f "
              "--group_reporting --output-format=json 2>/dev/null",
              img, w->name, w->bs, w->qd, nq, secs);
     FILE *p = popen(cmd, "r");

@@ -347,13 +347,40 @@ static void test_no_ioeventfd(void **state)
     m->ioev_fail = 0;
 }
 
+static void test_device_reset(void **state)
+{
+    struct fix *f = *state;
+    struct mock_vm *m = &f->vm;
+    unsigned x = mock_find_cap(m, 1, PCI_CAP_ID_MSIX, -1);
+
+    mock_cfg_write(m, 1, x + 2, 2, PCI_MSIX_FLAGS_ENABLE);
+    msix_entry(f, 1, 0xfee00000, 0x33, false);
+    negotiate(f, 1ULL << 32);
+    setup_queue(f, 0, 64, 0x10000, 0x11000, 0x12000);
+    wr(f, CMN(device_status), 1, status(f) | VIRTIO_CONFIG_S_DRIVER_OK);
+    assert_int_equal(f->nstart, 1);
+    mock_cfg_write(m, 1, PCI_BASE_ADDRESS_0, 4, 0xd0000000);
+
+    vp_device_reset(&f->vp);
+    assert_int_equal(f->nstop, 1);
+    assert_false(msix_enabled(&f->vp.msix));
+    assert_int_equal(mock_cfg_read(m, 1, x + 2, 2) & PCI_MSIX_FLAGS_ENABLE, 0);
+    assert_int_equal(mock_cfg_read(m, 1, PCI_COMMAND, 2), 0);
+    assert_int_equal(mock_cfg_read(m, 1, PCI_BASE_ADDRESS_0, 4), f->bar);
+    assert_int_equal(mock_mmio_read(m, 0xd0000000, 1), ~0ULL);   /* unmapped */
+    mock_cfg_write(m, 1, PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
+    assert_int_equal(status(f), 0);
+    assert_int_equal(rd(f, VP_MSIX_TABLE_OFF + 16 + 12, 4), 1);
+    assert_int_equal(rd(f, VP_MSIX_TABLE_OFF + 16 + 8, 4), 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_caps), T(test_features), T(test_queues_and_reset),
         T(test_bad_ring_needs_reset), T(test_kicks), T(test_msix),
-        T(test_intx), T(test_no_ioeventfd),
+        T(test_intx), T(test_no_ioeventfd), T(test_device_reset),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
