@@ -69,6 +69,7 @@ struct ctl_server {
 /* Create, bind (mode 0600) and listen on path.  Creates a missing parent
  * directory with mode 0700.  A leftover socket is replaced only when
  * connecting to it is refused; a live one (another dvmm) is -EADDRINUSE.
+ * h is kept by pointer and must outlive the server.
  * Errors: -errno with a one-line message naming the path in err. */
 int ctl_server_open(struct ctl_server *srv, const char *path,
                     const struct ctl_handlers *h, char *err, size_t errlen);
