@@ -84,6 +84,7 @@ struct smp_cpu {
 /* Written by APs, which have no context of their own but their slot. */
 static volatile uint32_t ap_reported;
 static volatile uint32_t ap_last_id;
+static smp_ap_fn *volatile ap_work;
 
 extern const char tramp_start[], tramp_end[];
 void smp_ap_main(unsigned slot);
@@ -309,6 +310,11 @@ void smp_run(struct check_ctx *c, struct smp_stats *st)
 		check_fail(c, "expect_cpus=%lu but %u in the MP table and %u up", expect, st->mp_cpus, st->up);
 }
 
+void smp_set_ap_work(smp_ap_fn *fn)
+{
+	ap_work = fn;
+}
+
 void check_smp(struct check_ctx *c)
 {
 	struct smp_stats st;
@@ -329,5 +335,7 @@ void smp_ap_main(unsigned slot)
 	/* The store above is visible before the count moves (x86 orders
 	 * stores); the BSP starts APs one at a time and waits for the count. */
 	__asm__ volatile("lock xaddl %0, %1" : "+r"(one), "+m"(ap_reported) : : "memory");
+	if (ap_work)
+		ap_work();
 	cpu_halt_forever();
 }
