@@ -1,0 +1,364 @@
+#!/bin/bash
+# What guest memory costs the host, per backend (`make overhead-report`).
+#
+# The same VM (OVH_RAM, default 2G, one vCPU) boots the test guest with
+# `dvmmtest=mem,reset` and on_reset=reboot on each backend this host has:
+# anon with THP off (the 4 KiB reference), anon with THP on, memfd,
+# hugetlbfs 2 MiB, hugetlbfs 1 GiB (huge pages reserved here and released
+# afterwards) and dmemfs when one is mounted.  Once the guest has touched all
+# of its RAM, the control socket's `memstat` gives the overhead as JSON.
+#
+# Writes OUT (default $DVMM_BUILD/overhead, i.e. build/overhead):
+#   <backend>.json   the memstat replies
+#   report.md        the table, with the rules for the computed figures
+#   overhead.dat     per-GiB figures for the chart
+#   overhead.svg     stacked bars: VMM page tables, KVM page tables, struct page
+#
+# Without a usable /dev/kvm the collection runs in the nested KVM host (all
+# backends in one nested boot, tests/lib/nested-run); the report is rendered
+# here.  A benchmark, not a test: numbers never fail it, a backend that
+# cannot run is listed with the reason.
+#
+# Usage: overhead-report.sh [OUT]
+#        overhead-report.sh --collect OUT   (needs KVM; what the first form runs)
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+. "$ROOT/tests/lib/kvm-env.sh"
+
+BUILD_DIR=${DVMM_BUILD:-build}
+case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
+DVMM=$BUILD_DIR/dvmm
+GUEST=$BUILD_DIR/testguest.elf
+RAM=${OVH_RAM:-2G}
+TIMEOUT=${OVH_TIMEOUT:-600}
+
+die() { echo "overhead-report: $*" >&2; exit 1; }
+say() { echo "overhead-report: $*" >&2; }
+
+size_kb() {
+    case $1 in
+        *G) echo $(( ${1%G} * 1048576 )) ;;
+        *M) echo $(( ${1%M} * 1024 )) ;;
+        *) die "OVH_RAM=$1: use a size in M or G" ;;
+    esac
+}
+
+###########################################################################
+# Collection (needs KVM)
+###########################################################################
+
+C_TMP="" C_MOUNTS=() C_RESTORE=()
+
+c_release() {
+    local r
+    for r in "${C_RESTORE[@]}"; do
+        echo "${r#* }" >"${r%% *}" 2>/dev/null
+    done
+    C_RESTORE=()
+}
+
+c_cleanup() {
+    local m
+    for m in "${C_MOUNTS[@]}"; do
+        umount "$m" 2>/dev/null
+    done
+    c_release
+    [ -n "$C_TMP" ] && rm -rf "$C_TMP"
+}
+
+# c_reserve KB COUNT: COUNT free huge pages of KB kB, or C_WHY says why not.
+c_reserve() {
+    local d=/sys/kernel/mm/hugepages/hugepages-${1}kB nr free resv want
+    [ -d "$d" ] || { C_WHY="the kernel has no $1 kB huge pages"; return 1; }
+    nr=$(cat "$d/nr_hugepages") free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
+    [ $((free - resv)) -ge "$2" ] && return 0
+    want=$((nr + $2 - (free - resv)))
+    C_RESTORE+=("$d/nr_hugepages $nr")
+    echo "$want" >"$d/nr_hugepages" 2>/dev/null
+    free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
+    if [ $((free - resv)) -lt "$2" ]; then
+        C_WHY="could reserve only $((free - resv)) of $2 $1 kB huge pages"
+        return 1
+    fi
+}
+
+# c_mount PAGESIZE: a hugetlbfs instance in C_DIR.
+c_mount() {
+    C_DIR=$(mktemp -d "$C_TMP/hugetlbfs-$1.XXXXXX") || return 1
+    mount -t hugetlbfs -o "pagesize=$1" none "$C_DIR" 2>/dev/null || return 1
+    C_MOUNTS+=("$C_DIR")
+}
+
+# c_skip KEY LABEL REASON: record a backend that could not run.
+c_skip() {
+    printf '%s\t%s\n' "$2" "$3" >>"$OUT/skipped.tsv"
+    say "$2: skipped: $3"
+}
+
+# c_run KEY LABEL [--set k=v ...]: boot, wait for the first mem result,
+# save the memstat JSON as OUT/KEY.json, quit.
+c_run() {
+    local key=$1 label=$2 pid sock deadline mem=""
+    shift 2
+    sock=$C_TMP/$key.sock
+    cat >"$C_TMP/$key.ini" <<INI
+[vm]
+name = ovh-$key
+vcpus = 1
+memory = $RAM
+kernel = $GUEST
+cmdline = dvmmtest=mem,reset
+on_reset = reboot
+[console]
+input = no
+output = $C_TMP/$key.out
+[control]
+socket = $sock
+INI
+    : >"$C_TMP/$key.out"
+    say "$label: booting a $RAM guest"
+    "$DVMM" run "$C_TMP/$key.ini" "$@" >/dev/null 2>"$C_TMP/$key.err" </dev/null &
+    pid=$!
+    deadline=$((SECONDS + TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        if grep -q '^ok 1 - mem' "$C_TMP/$key.out"; then
+            mem=ok
+            break
+        elif grep -q '^not ok 1 - mem' "$C_TMP/$key.out"; then
+            mem=fail
+            break
+        fi
+        sleep 1
+    done
+    if [ "$mem" = ok ]; then
+        "$DVMM" ctl "$sock" memstat >"$C_TMP/$key.reply" 2>>"$C_TMP/$key.err"
+        if jq -e '.ok == true and .memstat != null' "$C_TMP/$key.reply" >/dev/null 2>&1; then
+            jq --arg label "$label" --arg key "$key" --arg kps "$(c_smaps_kps "$pid")" \
+                '.memstat + {label: $label, key: $key,
+                  smaps_kernel_page_kb: ($kps | tonumber? // null)}' \
+                "$C_TMP/$key.reply" >"$OUT/$key.json"
+        else
+            c_skip "$key" "$label" "memstat failed: $(head -c 300 "$C_TMP/$key.reply" "$C_TMP/$key.err" | tr '\n' ' ')"
+        fi
+    fi
+    "$DVMM" ctl "$sock" quit >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null
+    wait "$pid"
+    case $mem in
+        ok) ;;
+        fail) c_skip "$key" "$label" "guest mem check failed: $(grep -m1 '^not ok' "$C_TMP/$key.out")" ;;
+        *) c_skip "$key" "$label" "no mem result: $(tail -n 3 "$C_TMP/$key.err" | tr '\n' ' ')" ;;
+    esac
+}
+
+# KernelPageSize of dvmm's guest-RAM mapping (the rw mapping of RAM size).
+c_smaps_kps() {
+    awk -v want="$(size_kb "$RAM")" '
+        /^[0-9a-f]+-[0-9a-f]+ / { perms = $2; invma = 0; next }
+        $1 == "Size:" { invma = ($2 == want && perms ~ /^rw/); next }
+        invma && $1 == "KernelPageSize:" { print $2; exit }
+    ' "/proc/$1/smaps" 2>/dev/null
+}
+
+collect() {
+    local ram_kb dir kb pages count
+    [ -x "$DVMM" ] && [ -f "$GUEST" ] || die "$DVMM or $GUEST missing: run make first"
+    kvm_usable || die "--collect needs a usable /dev/kvm: $(kvm_absent_reason)"
+    command -v jq >/dev/null || die "jq is needed to read the memstat replies"
+    ram_kb=$(size_kb "$RAM")
+    mkdir -p "$OUT" || die "mkdir $OUT"
+    rm -f "$OUT"/*.json "$OUT/skipped.tsv" "$OUT/host.txt"
+    C_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-overhead.XXXXXX") || die "mktemp"
+    trap c_cleanup EXIT
+    {
+        echo "kernel=$(uname -r)"
+        echo "where=${DVMM_NESTED:+nested KVM host (QEMU TCG, nested SVM)}"
+        echo "thp=$(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+        echo "hvo=$(cat /proc/sys/vm/hugetlb_optimize_vmemmap 2>/dev/null)"
+        echo "memtotal_kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo)"
+        echo "ram=$RAM"
+    } >"$OUT/host.txt"
+
+    c_run anon-4k "anon, THP off" --set memory.backend=anon --set memory.thp=no
+    if grep -q '\[never\]' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null; then
+        c_skip anon-thp "anon, THP on" "THP is [never] on this host"
+    else
+        c_run anon-thp "anon, THP on" --set memory.backend=anon --set memory.thp=yes
+    fi
+    c_run memfd "memfd" --set memory.backend=memfd --set memory.thp=no
+
+    for h in 2M:2048 1G:1048576; do
+        IFS=: read -r pages kb <<<"$h"
+        count=$((ram_kb / kb))
+        if [ "$(id -u)" -ne 0 ]; then
+            c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "reserving huge pages needs root"
+        elif ! c_reserve "$kb" "$count"; then
+            c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "$C_WHY"
+        elif ! c_mount "$pages"; then
+            c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "mount -t hugetlbfs -o pagesize=$pages failed"
+        else
+            c_run "hugetlbfs-$pages" "hugetlbfs $pages" \
+                --set memory.backend=hugetlbfs --set "memory.path=$C_DIR"
+            umount "$C_DIR" 2>/dev/null
+        fi
+        c_release
+    done
+
+    if ! grep -qw dmemfs /proc/filesystems; then
+        c_skip dmemfs dmemfs "no dmemfs in /proc/filesystems (kernel without the dmemfs patches)"
+    elif dir=$(awk '$3 == "dmemfs" { print $2; exit }' /proc/mounts); [ -z "$dir" ]; then
+        c_skip dmemfs dmemfs "dmemfs is in the kernel but not mounted (kernel-support/dmemfs-setup)"
+    else
+        c_run dmemfs "dmemfs $(( $(stat -f -c %S "$dir") >> 20 ))M" \
+            --set memory.backend=dmemfs --set "memory.path=$dir"
+    fi
+}
+
+###########################################################################
+# Rendering (no KVM needed)
+###########################################################################
+
+# One TSV row per measured backend, in run order:
+# key label ram page vmpte secpt spage rule hvo smaps_kps
+rows() {
+    local k
+    for k in anon-4k anon-thp memfd hugetlbfs-2M hugetlbfs-1G dmemfs; do
+        [ -f "$OUT/$k.json" ] || continue
+        jq -r '[.key, .label, .guest_ram_bytes, .host_page_size,
+                (.vmm_page_tables.bytes // "n/a"),
+                (.kvm_secondary_page_tables.bytes // "n/a"),
+                .struct_page.bytes, .struct_page.rule,
+                (.struct_page.hugetlb_optimize_vmemmap // "n/a"),
+                (.smaps_kernel_page_kb // "n/a")] | @tsv' "$OUT/$k.json"
+    done
+}
+
+render() {
+    local host_kernel host_where host_thp host_hvo
+    [ -n "$(ls "$OUT"/*.json 2>/dev/null)" ] || die "no measurements in $OUT (see the messages above)"
+    host_kernel=$(sed -n 's/^kernel=//p' "$OUT/host.txt")
+    host_where=$(sed -n 's/^where=//p' "$OUT/host.txt")
+    host_thp=$(sed -n 's/^thp=//p' "$OUT/host.txt")
+    host_hvo=$(sed -n 's/^hvo=//p' "$OUT/host.txt")
+
+    rows >"$OUT/rows.tsv"
+    # Markdown table and chart data.  Computed-only rows (struct page by the
+    # rules of guest-mem/overhead.c, nothing measured) follow the measured
+    # ones: dmemfs when no dmemfs host ran, and hugetlbfs with the HVO
+    # setting this host did not have.
+    awk -F'\t' -v hvo="${host_hvo:-0}" -v md="$OUT/report.md" -v dat="$OUT/overhead.dat" \
+        -v kernel="$host_kernel" -v where="${host_where:-this host}" -v thp="$host_thp" '
+    function sz(b,   a) {
+        if (b == "n/a") return "n/a"
+        a = b < 0 ? -b : b
+        if (a >= 1048576) return sprintf("%.2f MiB", b / 1048576)
+        if (a >= 1024) return sprintf("%.0f KiB", b / 1024)
+        return sprintf("%d B", b)
+    }
+    function pg(b) { return b >= 1073741824 ? (b / 1073741824) " GiB" : b >= 1048576 ? (b / 1048576) " MiB" : (b / 1024) " KiB" }
+    function pergib(b, ram) { return b == "n/a" ? 0 : b * 1073741824 / ram }
+    function rule_id(r,   i) {
+        for (i = 1; i <= nrules; i++) if (rules[i] == r) return i
+        rules[++nrules] = r
+        return nrules
+    }
+    function row(label, short, ram, page, vm, sec, sp, rule, kps, computed,   tot, t, ref) {
+        tot = sp + (vm == "n/a" ? 0 : vm) + (sec == "n/a" ? 0 : sec)
+        t = pergib(tot, ram)
+        ref = (reftot > 0 && !computed) ? sprintf("%.2f", t / reftot) : "—"
+        printf("| %s | %s | %s%s | %s | %s | %s [%d] | %s%s | %s |\n", label, pg(ram), pg(page),
+               kps == "" || kps == "n/a" ? "" : " (smaps " pg(kps * 1024) ")",
+               computed ? "not measured" : sz(vm), computed ? "not measured" : sz(sec),
+               sz(sp), rule_id(rule), sz(t), computed ? " (struct page only)" : "", ref) >> md
+        printf("\"%s\" %.1f %.1f %.1f\n", short, pergib(vm, ram) / 1024, pergib(sec, ram) / 1024,
+               pergib(sp, ram) / 1024) >> dat
+    }
+    BEGIN {
+        printf("# What guest memory costs the host\n\n") > md
+        printf("Measured on %s, kernel %s, THP `%s`, hugetlb_optimize_vmemmap=%s.\n",
+               where, kernel, thp, hvo) >> md
+        printf("Each row is one %s\n\n", "1-vCPU VM that has touched every page of its RAM (test guest `dvmmtest=mem`).") >> md
+        printf("| backend | guest RAM | host page | VMM page tables (measured) | KVM page tables (measured, host-wide) | struct page (computed) | total per GiB | vs anon 4 KiB |\n") >> md
+        printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n") >> md
+        printf("# label vmm_pt_kib_per_gib kvm_pt_kib_per_gib struct_page_kib_per_gib\n") > dat
+    }
+    {
+        key[NR] = $1; label[NR] = $2; ram[NR] = $3; page[NR] = $4; vm[NR] = $5
+        sec[NR] = $6; sp[NR] = $7; rule[NR] = $8; kps[NR] = $10
+        if ($1 == "anon-4k")
+            reftot = pergib($7 + ($5 == "n/a" ? 0 : $5) + ($6 == "n/a" ? 0 : $6), $3)
+        if ($1 == "dmemfs") have_dmemfs = 1
+        if ($1 ~ /^hugetlbfs/) hp[$4] = 1
+        if (!r0) r0 = $3
+    }
+    END {
+        for (i = 1; i <= NR; i++)
+            row(label[i], key[i], ram[i], page[i], vm[i], sec[i], sp[i], rule[i], kps[i], 0)
+        # hugetlbfs with the other HVO setting, by the same rules.
+        for (p = 2097152; p <= 1073741824; p *= 512) {
+            if (hvo == 1)
+                row("hugetlbfs " pg(p) ", no HVO (computed)", "hugetlbfs-" (p > 2097152 ? "1G" : "2M") "-noHVO*", r0, p, "n/a", "n/a",
+                    r0 / 4096 * 64, "hugetlb without vmemmap optimisation: 64 B of struct page per 4 KiB", "", 1)
+            else
+                row("hugetlbfs " pg(p) " + HVO (computed)", "hugetlbfs-" (p > 2097152 ? "1G" : "2M") "+HVO*", r0, p, "n/a", "n/a",
+                    r0 / p * ((p / 4096 * 64) < 4096 ? p / 4096 * 64 : 4096),
+                    "hugetlb with vmemmap optimisation (HVO): one 4 KiB vmemmap page kept per huge page", "", 1)
+        }
+        if (!have_dmemfs)
+            row("dmemfs (computed only: no dmemfs host)", "dmemfs*", r0, 1073741824, "n/a", "n/a", 0,
+                "dmemfs: reserved memory has no struct page", "", 1)
+        printf("\nStruct page rules (guest-mem/overhead.c):\n\n") >> md
+        for (i = 1; i <= nrules; i++)
+            printf("%d. %s\n", i, rules[i]) >> md
+    }' "$OUT/rows.tsv"
+
+    {
+        echo
+        echo "VMM page tables: this dvmm process's VmPTE growth from just before guest RAM"
+        echo "was mapped. KVM page tables: growth of /proc/meminfo SecPageTables over the"
+        echo "same span; host-wide, so anything else running KVM guests disturbs it."
+        echo "Struct page: computed, never measured. Total per GiB sums measured and"
+        echo "computed figures. \"vs anon 4 KiB\" is the total against the anon THP-off run"
+        echo "of the same report."
+        if [ -s "$OUT/skipped.tsv" ]; then
+            echo
+            echo "Not measured here:"
+            echo
+            awk -F'\t' '{ printf("- %s: %s\n", $1, $2) }' "$OUT/skipped.tsv"
+        fi
+    } >>"$OUT/report.md"
+
+    if command -v gnuplot >/dev/null; then
+        gnuplot -e "datafile='$OUT/overhead.dat'; outfile='$OUT/overhead.svg'" "$HERE/overhead.gp" ||
+            die "gnuplot failed"
+    else
+        say "no gnuplot: $OUT/overhead.svg not drawn (apt install gnuplot-nox)"
+    fi
+    cat "$OUT/report.md"
+    say "wrote $OUT/report.md, $OUT/overhead.dat and $OUT/overhead.svg"
+}
+
+###########################################################################
+
+if [ "${1:-}" = "--collect" ]; then
+    [ -n "${2:-}" ] || die "usage: $0 --collect OUT"
+    OUT=$2
+    collect
+    exit 0
+fi
+
+OUT=${1:-$BUILD_DIR/overhead}
+case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+mkdir -p "$OUT" || die "mkdir $OUT"
+if [ -n "${OVH_RENDER_ONLY:-}" ]; then
+    :
+elif kvm_usable; then
+    "$0" --collect "$OUT" || die "collection failed"
+else
+    why=$(nested_unavailable_reason)
+    [ -z "$why" ] || die "$(kvm_absent_reason) and $why: nothing can be measured"
+    say "$(kvm_absent_reason): collecting in the nested KVM host (one boot, all backends)"
+    "$ROOT/tests/lib/nested-run" "$HERE/$(basename "$0")" --collect "$OUT" ||
+        die "collection in the nested KVM host failed"
+fi
+render
