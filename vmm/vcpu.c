@@ -23,6 +23,10 @@
 #define MSR_IA32_SYSENTER_ESP   0x175
 #define MSR_IA32_SYSENTER_EIP   0x176
 #define MSR_IA32_MISC_ENABLE    0x1a0
+#define MSR_IA32_APICBASE       0x1b
+#define APICBASE_BSP            (1ULL << 8)
+#define APICBASE_ENABLE         (1ULL << 11)
+#define APIC_DEFAULT_BASE       0xfee00000ULL
 #define MSR_STAR                0xc0000081
 #define MSR_LSTAR               0xc0000082
 #define MSR_CSTAR               0xc0000083
@@ -126,7 +130,11 @@ static int vcpu_set_cpuid(struct vcpu *v)
 
 static int vcpu_set_msrs(struct vcpu *v)
 {
-    static const struct { uint32_t index; uint64_t data; } init[] = {
+    /* APIC base first: a guest reboot must leave x2APIC mode (a host write
+     * may make that transition) before the LAPIC registers are reset. */
+    const struct { uint32_t index; uint64_t data; } init[] = {
+        { MSR_IA32_APICBASE, APIC_DEFAULT_BASE | APICBASE_ENABLE |
+                             (v->idx == 0 ? APICBASE_BSP : 0) },
         { MSR_IA32_SYSENTER_CS, 0 }, { MSR_IA32_SYSENTER_ESP, 0 },
         { MSR_IA32_SYSENTER_EIP, 0 }, { MSR_STAR, 0 }, { MSR_CSTAR, 0 },
         { MSR_KERNEL_GS_BASE, 0 }, { MSR_SYSCALL_MASK, 0 }, { MSR_LSTAR, 0 },
@@ -179,15 +187,30 @@ static void lapic_set_lvt_mode(struct kvm_lapic_state *l, unsigned reg, uint32_t
     memcpy(&l->regs[reg], &val, sizeof(val));
 }
 
-/* LINT0 as ExtINT lets the PIC reach the BSP (the MP table says so), and
- * LINT1 as NMI is where a PC wires the NMI line. */
+static void lapic_put(struct kvm_lapic_state *l, unsigned reg, uint32_t val)
+{
+    memcpy(&l->regs[reg], &val, sizeof(val));
+}
+
+/* Power-on LAPIC state (so a guest reboot starts clean), with LINT0 as
+ * ExtINT so the PIC reaches the CPU (the MP table says so) and LINT1 as NMI,
+ * where a PC wires the NMI line. */
 static int vcpu_set_lapic(struct vcpu *v)
 {
     struct kvm_lapic_state l;
+    uint32_t version;
     int ret = vcpu_ioctl(v, KVM_GET_LAPIC, &l, "KVM_GET_LAPIC");
 
     if (ret)
         return ret;
+    memcpy(&version, &l.regs[0x30], sizeof(version));
+    memset(&l, 0, sizeof(l));
+    lapic_put(&l, 0x20, v->idx << 24);          /* APIC ID */
+    lapic_put(&l, 0x30, version);
+    lapic_put(&l, 0xe0, 0xffffffff);            /* DFR: flat model */
+    lapic_put(&l, 0xf0, 0xff);                  /* SVR: software-disabled */
+    for (unsigned reg = 0x320; reg <= 0x370; reg += 0x10)
+        lapic_put(&l, reg, 1u << 16);           /* every LVT masked */
     lapic_set_lvt_mode(&l, APIC_LVT_LINT0, APIC_MODE_EXTINT);
     lapic_set_lvt_mode(&l, APIC_LVT_LINT1, APIC_MODE_NMI);
     return vcpu_ioctl(v, KVM_SET_LAPIC, &l, "KVM_SET_LAPIC");
