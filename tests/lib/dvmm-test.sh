@@ -9,8 +9,12 @@
 
 DVMM_BUILD=${DVMM_BUILD:-build}
 DT_ROOT=$(tap_repo_root)
-DT_DVMM="$DT_ROOT/$DVMM_BUILD/dvmm"
-DT_GUEST="$DT_ROOT/$DVMM_BUILD/testguest.elf"
+case "$DVMM_BUILD" in
+/*) DT_BUILD=$DVMM_BUILD ;;          # the nested host passes it absolute
+*) DT_BUILD="$DT_ROOT/$DVMM_BUILD" ;;
+esac
+DT_DVMM="$DT_BUILD/dvmm"
+DT_GUEST="$DT_BUILD/testguest.elf"
 DT_OUT=${DT_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/dvmm-test.XXXXXX")}
 DT_TIMEOUT=${DT_TIMEOUT:-300}
 
