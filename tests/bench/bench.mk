@@ -1,0 +1,19 @@
+# `make bench`: dvmm's start-up time and VMM memory against QEMU on the same
+# test guest (tests/bench/bench.sh; inside the nested KVM host when this host
+# has no usable /dev/kvm), report in $(BUILD)/bench/report.md.  The other
+# fragments add their binaries to BENCH_BINS and as prerequisites of
+# `bench`; the report lists them, and BENCH_ALL=1 runs them too.  Knobs:
+# BENCH_RUNS (20), BENCH_MEM_RUNS (5).  Never fails on a number.
+BENCH_PROBE := $(BUILD)/bench/memprobe.so
+
+# The probe is preloaded into QEMU as well as dvmm: a plain shared object
+# with no link to libdvmm.
+$(BENCH_PROBE): tests/bench/memprobe.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -shared -o $@ $< -ldl
+
+.PHONY: bench
+# BENCH_BINS in the recipe, not the prerequisites: fragments included after
+# this one add to it, and recipes expand after every fragment is read.
+bench: all $(BUILD)/testguest.elf $(BENCH_PROBE)
+	tests/bench/bench.sh --bins "$(BENCH_BINS)" $(if $(BENCH_ALL),--run-bins)

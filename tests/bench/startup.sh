@@ -1,0 +1,134 @@
+#!/bin/bash
+# Start-up benchmark: wall time from exec to exit of the test guest in its
+# exit-at-once mode (dvmmtest=none), BENCH_RUNS (20) runs of each VMM taken
+# in turn (dvmm, QEMU microvm, QEMU pc) so that load on the machine hits all
+# three alike.  dvmm runs with --trace-startup and its stage times are
+# reported as medians per stage.  Needs a usable /dev/kvm (tests/bench/bench.sh
+# finds one); writes $DVMM_BUILD/bench/startup.md.  Never fails on a number:
+# exit 1 only when it could not run at all.
+set -u
+. "$(dirname "$0")/bench-lib.sh"
+bench_require || exit 1
+
+RUNS=${BENCH_RUNS:-20}
+MEM=${BENCH_STARTUP_MEM:-256M}
+work=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-startup.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+bench_dvmm_ini "$work/bench.ini" "$MEM"
+mapfile -t qargs < <(bench_qemu_args)
+
+declare -A CMD
+CMD[dvmm]="$BENCH_DVMM run $work/bench.ini --trace-startup"
+CMD[qemu-microvm]="$BENCH_QEMU -M microvm -m $MEM ${qargs[*]}"
+CMD[qemu-pc]="$BENCH_QEMU -M pc -m $MEM ${qargs[*]}"
+# A passing guest: dvmm exits 0, QEMU's isa-debug-exit gives 0*2+1.
+declare -A PASS=([dvmm]=0 [qemu-microvm]=1 [qemu-pc]=1)
+VMMS=(dvmm qemu-microvm qemu-pc)
+
+# run_one VMM N: one timed run; appends ms to $work/VMM.ms, or a failure line.
+run_one() {
+    local vmm=$1 n=$2 t0 t1 rc
+    t0=$EPOCHREALTIME
+    # Unquoted on purpose: the command lines hold no spaces inside words.
+    timeout --kill-after=5 "$BENCH_RUN_TIMEOUT" ${CMD[$vmm]} \
+        </dev/null >/dev/null 2>"$work/$vmm.$n.err"
+    rc=$?
+    t1=$EPOCHREALTIME
+    if [ "$rc" -ne "${PASS[$vmm]}" ]; then
+        echo "run $n: exit status $rc: $(tail -n 3 "$work/$vmm.$n.err" | tr '\n' ' ')" \
+            >>"$work/$vmm.fail"
+        return
+    fi
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", (b - a) * 1000 }' >>"$work/$vmm.ms"
+    [ "$vmm" = dvmm ] &&
+        sed -nE 's/^dvmm: startup: (.*[^ ]) +([0-9.]+) ms +\(at +([0-9.]+) ms\)$/\1\t\2\t\3/p' \
+            "$work/$vmm.$n.err" >>"$work/stages.tsv"
+}
+
+# One untimed run each first: the binaries, libraries and firmware come into
+# the page cache (over 9p in the nested host) before anything is timed.
+for vmm in "${VMMS[@]}"; do
+    run_one "$vmm" warmup
+done
+rm -f "$work"/*.ms "$work"/*.fail "$work/stages.tsv"
+
+echo "startup: $RUNS runs each of ${VMMS[*]}" >&2
+for ((i = 1; i <= RUNS; i++)); do
+    for vmm in "${VMMS[@]}"; do
+        run_one "$vmm" "$i"
+    done
+    printf 'startup: round %d/%d done\n' "$i" "$RUNS" >&2
+done
+
+declare -A MED
+for vmm in "${VMMS[@]}"; do
+    touch "$work/$vmm.ms"
+    MED[$vmm]=$(bench_median <"$work/$vmm.ms")
+done
+ratio_micro=$(bench_ratio "${MED[dvmm]}" "${MED[qemu-microvm]}")
+ratio_pc=$(bench_ratio "${MED[dvmm]}" "${MED[qemu-pc]}")
+goal=$(awk -v r="$ratio_micro" 'BEGIN {
+    if (r == "-") print "not measured"; else if (r <= 0.25) print "met"; else print "not met" }')
+
+{
+    echo "## Start-up: exec to exit, test guest with dvmmtest=none"
+    echo
+    echo "$RUNS runs each, taken in turn (dvmm, QEMU microvm, QEMU pc), after one untimed warm-up run each; 1 vCPU, $MEM RAM."
+    echo "Wall time is measured by the shell around the exec (bash \$EPOCHREALTIME), so it includes exec, dynamic linking and exit."
+    echo
+    echo "| VMM | median ms | min ms | max ms | runs ok | failed | dvmm / this |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for vmm in "${VMMS[@]}"; do
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$vmm" "${MED[$vmm]}" \
+            "$(bench_min <"$work/$vmm.ms")" "$(bench_max <"$work/$vmm.ms")" \
+            "$(wc -l <"$work/$vmm.ms")" \
+            "$( [ -f "$work/$vmm.fail" ] && wc -l <"$work/$vmm.fail" || echo 0)" \
+            "$(bench_ratio "${MED[dvmm]}" "${MED[$vmm]}")"
+    done
+    echo
+    echo "**dvmm / QEMU microvm = $ratio_micro** (goal ≤ 0.25: $goal); dvmm / QEMU pc = $ratio_pc."
+    echo
+    echo "### dvmm start-up stages (\`--trace-startup\`, median of each stage over the $RUNS runs)"
+    echo
+    echo "| stage | median ms | median ends at ms | share of dvmm's own total |"
+    echo "| --- | ---: | ---: | ---: |"
+    if [ -s "$work/stages.tsv" ]; then
+        total=$(awk -F'\t' '$1 == "teardown" { print $3 }' "$work/stages.tsv" | bench_median)
+        # Stages in the order dvmm prints them.
+        awk -F'\t' '!seen[$1]++ { print $1 }' "$work/stages.tsv" | while IFS= read -r st; do
+            m=$(awk -F'\t' -v s="$st" '$1 == s { print $2 }' "$work/stages.tsv" | bench_median)
+            at=$(awk -F'\t' -v s="$st" '$1 == s { print $3 }' "$work/stages.tsv" | bench_median)
+            printf '| %s | %s | %s | %s |\n' "$st" "$m" "$at" \
+                "$(awk -v m="$m" -v t="$total" 'BEGIN { if (t > 0) printf "%.0f %%", 100 * m / t; else print "-" }')"
+        done
+        outside=$(awk -v w="${MED[dvmm]}" -v t="$total" 'BEGIN {
+            if (w == "-" || t == "-") print "-"; else printf "%.3f", w - t }')
+        echo
+        echo "dvmm's own clock (main() to the end of teardown): median $total ms; the rest of the ${MED[dvmm]} ms wall time ($outside ms) is exec, dynamic linking and process exit, outside main()."
+    else
+        echo "| (no --trace-startup lines: no dvmm run passed) | - | - | - |"
+    fi
+    echo
+    echo "Commands (stdin /dev/null, stdout discarded):"
+    echo
+    echo '```'
+    for vmm in "${VMMS[@]}"; do
+        echo "${CMD[$vmm]}"
+    done
+    echo '```'
+    echo
+    echo "dvmm config ($work/bench.ini, removed afterwards):"
+    echo
+    echo '```ini'
+    cat "$work/bench.ini"
+    echo '```'
+    for vmm in "${VMMS[@]}"; do
+        if [ -f "$work/$vmm.fail" ]; then
+            echo
+            echo "Failed $vmm runs (left out of the medians):"
+            echo
+            sed 's/^/    /' "$work/$vmm.fail"
+        fi
+    done
+} >"$BENCH_OUT/startup.md"
+echo "startup: wrote $BENCH_OUT/startup.md" >&2
