@@ -31,6 +31,11 @@ struct vcpu {
     pthread_mutex_t mce_lock;
     struct mce_sig mce_queue[MCE_SLOT_RING];
     unsigned mce_nqueued;       /* atomic read outside the lock */
+    /* Synthetic AR requests (control socket) this thread must signal to
+     * itself: the kernel refuses a kernel-style si_code from one thread to
+     * another (rt_tgsigqueueinfo: EPERM unless the target is the caller). */
+    struct mce_sig mce_selfsend[MCE_SLOT_RING];
+    unsigned mce_nselfsend;     /* under mce_lock; atomic read outside */
     bool mce_ready;             /* KVM_X86_SETUP_MCE succeeded */
     bool mce_shutdown_armed;    /* injected while MCIP set: next SHUTDOWN is that */
 };

@@ -120,10 +120,34 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig)
     vm_mce_log(vm, &ev);
 }
 
+/* Raise the requested ARs on this (the vCPU) thread.  Each SIGBUS is
+ * delivered before mce_route_send returns, through the same handler and
+ * slot a real memory failure inside KVM_RUN would use. */
+static void vm_mce_selfsend(struct vcpu *v)
+{
+    struct mce_sig req[MCE_SLOT_RING];
+    unsigned n;
+
+    pthread_mutex_lock(&v->mce_lock);
+    n = v->mce_nselfsend;
+    memcpy(req, v->mce_selfsend, n * sizeof(req[0]));
+    __atomic_store_n(&v->mce_nselfsend, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&v->mce_lock);
+    for (unsigned i = 0; i < n; i++) {
+        int ret = mce_route_send(v->tid, req[i].kind, req[i].addr, req[i].lsb);
+
+        if (ret < 0)
+            log_err("vcpu%u: sending SIGBUS for HVA 0x%llx to itself: %s", v->idx,
+                    (unsigned long long)req[i].addr, strerror(-ret));
+    }
+}
+
 void vm_mce_vcpu_poll(struct vcpu *v)
 {
     struct mce_sig sig;
 
+    if (__atomic_load_n(&v->mce_nselfsend, __ATOMIC_ACQUIRE))
+        vm_mce_selfsend(v);
     while (mce_slot_pop(&v->mce_slot, &sig))
         vm_mce_handle(v, &sig);
     if (!__atomic_load_n(&v->mce_nqueued, __ATOMIC_ACQUIRE))
@@ -223,11 +247,35 @@ int vm_mce_inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
                                json_object_new_string("no such running vCPU"));
         return -EINVAL;
     }
-    tid = kind == MCE_AR ? vm->vcpus[vcpu].tid : getpid();
     vm_mce_kernel_addr(vm, hva, &addr, &lsb);
-    ret = mce_route_send(tid, kind, addr, lsb);
-    if (ret < 0)
-        return ret;
+    if (kind == MCE_AR) {
+        /* AR arrives on the vCPU that consumed the poison; only that thread
+         * may send itself a BUS_MCEERR_AR, so ask it to. */
+        struct vcpu *v = &vm->vcpus[vcpu];
+        bool queued = false;
+
+        tid = v->tid;
+        pthread_mutex_lock(&v->mce_lock);
+        if (v->mce_nselfsend < MCE_SLOT_RING) {
+            v->mce_selfsend[v->mce_nselfsend] =
+                (struct mce_sig){ .addr = addr, .lsb = lsb, .kind = kind };
+            __atomic_store_n(&v->mce_nselfsend, v->mce_nselfsend + 1, __ATOMIC_RELEASE);
+            queued = true;
+        }
+        pthread_mutex_unlock(&v->mce_lock);
+        if (!queued) {
+            json_object_object_add(reply, "error", json_object_new_string(
+                "too many machine checks pending on that vCPU"));
+            return -EBUSY;
+        }
+        vcpu_kick(v);
+    } else {
+        /* AO arrives on the main thread, which is the caller here. */
+        tid = getpid();
+        ret = mce_route_send(tid, kind, addr, lsb);
+        if (ret < 0)
+            return ret;
+    }
     json_object_object_add(reply, "signal", json_object_new_string(
         kind == MCE_AR ? "SIGBUS BUS_MCEERR_AR" : "SIGBUS BUS_MCEERR_AO"));
     json_object_object_add(reply, "tid", json_object_new_int(tid));
