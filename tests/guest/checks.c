@@ -16,6 +16,7 @@ static const struct check check_table[] = {
 	{ "trap", check_trap },
 	{ "mce", check_mce },
 	{ "mcebench", check_mcebench },
+	{ "blk", check_blk },
 };
 
 const struct check *checks_find(const char *name, size_t len)

@@ -50,6 +50,7 @@ check_fn check_fault;
 check_fn check_trap;
 check_fn check_mce;
 check_fn check_mcebench;
+check_fn check_blk;
 
 /* Pieces that demo reuses. */
 struct mem_stats {
