@@ -590,7 +590,7 @@ int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
              b->direct ? "O_DIRECT" : "buffered",
              b->lim.discard ? ", discard" : "",
              b->use_uring ? "io_uring" : "threads", r);
-    return r;
+    return 0;
 
 fail_queues:
     for (unsigned i = 0; i < b->nq; i++) {

@@ -66,8 +66,9 @@ struct blk {
     struct blk_queue q[VP_MAX_QUEUES];
 };
 
-/* Open disk->path, probe it, and put the device on the PCI bus.  On error a
- * one-line message naming disk.N.<key> goes to err; returns -errno. */
+/* Open disk->path, probe it, and put the device on the PCI bus (its slot is
+ * then b->vp.pdev.slot).  Returns 0, or -errno with a one-line message
+ * naming disk.N.<key> in err. */
 int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
              struct vmif *vmif, const struct guest_mem *gm, char *err,
              size_t errlen);

@@ -67,8 +67,8 @@ static void fix_open(struct fix *f, enum cfg_engine engine, bool ro)
     f->disk.readonly = ro;
     int r = blk_init(&f->blk, &f->disk, &f->vm.pci, &f->vm.vmif, &f->ram.gm,
                      err, sizeof(err));
-    if (r < 0)
-        fail_msg("blk_init: %s", err);
+    if (r != 0)
+        fail_msg("blk_init returned %d: %s", r, err);
     f->blk_ok = true;
     f->d = (struct drv){ .vm = &f->vm, .ram = &f->ram, .blk = &f->blk,
                          .qsize = 64 };
