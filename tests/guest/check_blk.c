@@ -69,6 +69,7 @@
 #define REQ_WAIT_CYCLES		200000000000ULL
 #define JOB_WAIT_CYCLES		2000000000000ULL
 #define RESET_SETTLE_TICKS	8
+#define DRAIN_TICKS		64
 
 #define MAX_APIC		256
 
@@ -182,6 +183,18 @@ static void blk_send_wake(uint32_t apic_id)
 	apic_write(APIC_ICR_LO, VEC_WAKE);
 	while ((apic_read(APIC_ICR_LO) & ICR_BUSY) && rdtsc() - start < 100000000ULL)
 		cpu_relax();
+}
+
+/* A completion can be found by polling before its interrupt is taken (or
+ * even raised): interrupts are only open in blk_wait_irq.  Give queue q's
+ * interrupt time to reach this CPU before anyone counts. */
+static void blk_drain_irqs(unsigned q)
+{
+	uint32_t me = this_apic_id() % MAX_APIC, t0 = blk.ticks[me];
+
+	__asm__ volatile("sti; nop; cli" ::: "memory");
+	for (uint64_t i = 0; i < (1ULL << 20) && !blk.irqs[me][q] && blk.ticks[me] - t0 < DRAIN_TICKS; i++)
+		blk_wait_irq();
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -386,6 +399,7 @@ static bool blk_queue_work(unsigned q, char *why, size_t whylen)
 			return false;
 		}
 	}
+	blk_drain_irqs(q);
 	return true;
 }
 
@@ -832,12 +846,19 @@ void check_blk(struct check_ctx *c)
 
 		console_printf("# blk: queue %u on APIC %u: %u requests, %u interrupts on vector 0x%x\n",
 			       q, blk.owner[q], blk.nreqs[q], own, VEC_QUEUE0 + q);
-		if (!own)
+		if (!own) {
+			if (blk.owner[q] == blk.bsp_apic)
+				console_printf("# blk: BSP LAPIC: PPR 0x%x TPR 0x%x ISR[0x40..] 0x%x IRR[0x40..] 0x%x ISR[0xe0..] 0x%x IRR[0xe0..] 0x%x, %u timer ticks\n",
+					       apic_read(0xa0), apic_read(0x80), apic_read(0x120), apic_read(0x220),
+					       apic_read(0x170), apic_read(0x270), blk.ticks[blk.bsp_apic % MAX_APIC]);
 			check_fail(c, "queue %u: no interrupt reached its owner APIC %u", q, blk.owner[q]);
+		}
 		for (unsigned a = 0; a < MAX_APIC; a++)
-			if (a != blk.owner[q] && blk.irqs[a][q])
+			if (a != blk.owner[q] && blk.irqs[a][q]) {
+				console_printf("# blk: queue %u: %u interrupts on APIC %u\n", q, blk.irqs[a][q], a);
 				check_fail(c, "queue %u: %u interrupts on APIC %u, owner is APIC %u", q,
 					   blk.irqs[a][q], a, blk.owner[q]);
+			}
 	}
 	if (c->status == CHECK_FAIL)
 		goto out;
