@@ -89,6 +89,9 @@ _nested_env_script() {
         esac
     done
     printf 'export DVMM_BUILD=%q\n' "$(dvmm_build_dir)"
+    # The same kernel inside, and no apt-cache there: on the read-only root
+    # it rebuilds its cache from the lists each time, minutes under TCG.
+    printf 'export DVMM_LINUX_VERSION=%q\n' "$LINUX_KVER"
     echo "export DVMM_NESTED=1"
 }
 
