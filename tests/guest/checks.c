@@ -14,6 +14,7 @@ static const struct check check_table[] = {
 	{ "demo", check_demo },
 	{ "fault", check_fault },
 	{ "trap", check_trap },
+	{ "triple", check_triple },
 	{ "mce", check_mce },
 	{ "mcebench", check_mcebench },
 	{ "blk", check_blk },

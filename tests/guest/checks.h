@@ -48,6 +48,7 @@ check_fn check_reset;
 check_fn check_demo;
 check_fn check_fault;
 check_fn check_trap;
+check_fn check_triple;
 check_fn check_mce;
 check_fn check_mcebench;
 check_fn check_blk;

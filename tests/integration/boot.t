@@ -9,7 +9,7 @@ need_kvm "$@"
 . tests/lib/dvmm-test.sh
 dt_require_build
 
-tap_plan 13
+tap_plan 16
 tap_diag "running on $KVM_WHERE"
 # Large guests use THP: in the nested KVM host every 4 KiB fault of a
 # 4 GiB guest is an emulated nested-paging exit, and 2 MiB pages cut a
@@ -39,4 +39,18 @@ tap_is "$DT_RC" 0 "guest reset through i8042 ends dvmm with status 0 (on_reset =
 name=unknown-check
 dvmm_guest "$name" 1 64M no-such-check
 tap_is "$DT_RC" 3 "a failing guest check writes 1 to debug-exit: dvmm exits 2*1+1 = 3"
+# A guest crash: exit 1 with the registers and the bytes at RIP.
+name=triple
+dvmm_guest "$name" 1 64M triple
+tap_is "$DT_RC" 1 "guest triple fault: dvmm exits 1"
+if grep -q 'triple fault' "$DT_OUT/$name.err" && grep -q '^  rip ' "$DT_OUT/$name.err"; then
+    tap_ok "triple fault: the report names it and dumps the registers"
+else
+    tap_not_ok "triple fault: the report names it and dumps the registers" "$(cat "$DT_OUT/$name.err")"
+fi
+if grep -Eq '^  code at rip: ([0-9a-f]{2} ){16}' "$DT_OUT/$name.err"; then
+    tap_ok "triple fault: the 16 instruction bytes at RIP are printed"
+else
+    tap_not_ok "triple fault: the 16 instruction bytes at RIP are printed" "$(cat "$DT_OUT/$name.err")"
+fi
 tap_done
