@@ -206,11 +206,11 @@ bool pci_map_mmio(uint64_t addr, uint64_t size, uint64_t mapped_top)
 		pdpt = pci_next_table(&paging_pml4[(a >> 39) & 511]);
 		if (!pdpt)
 			return false;
+		if (pdpt[(a >> 30) & 511] & PTE_PS)
+			return false;	/* someone else's 1 GiB leaf: leave it */
 		pd = pci_next_table(&pdpt[(a >> 30) & 511]);
 		if (!pd)
 			return false;
-		if (pdpt[(a >> 30) & 511] & PTE_PS)
-			return false;	/* someone else's 1 GiB leaf: leave it */
 		pd[(a >> 21) & 511] = a | PTE_P | PTE_RW | PTE_PS | PTE_PCD | PTE_PWT;
 		__asm__ volatile("invlpg (%0)" : : "r"(a) : "memory");
 	}

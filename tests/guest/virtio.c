@@ -238,7 +238,7 @@ int vio_queue_setup(struct vio_dev *d, uint16_t idx, void *mem, uint16_t vector)
 
 int vio_add(struct vio_queue *q, const struct vio_buf *bufs, unsigned n)
 {
-	uint16_t head = q->free_head, i = head, last = head;
+	uint16_t head = q->free_head, i = head;
 
 	if (n == 0 || n > q->nfree)
 		return -1;
@@ -249,10 +249,8 @@ int vio_add(struct vio_queue *q, const struct vio_buf *bufs, unsigned n)
 		dsc->len = bufs[k].len;
 		dsc->flags = (uint16_t)((bufs[k].write ? VRING_DESC_F_WRITE : 0) |
 					(k + 1 < n ? VRING_DESC_F_NEXT : 0));
-		last = i;
 		i = dsc->next;
 	}
-	(void)last;
 	q->free_head = i;
 	q->nfree = (uint16_t)(q->nfree - n);
 	q->avail->ring[q->avail_idx & (q->size - 1)] = head;
