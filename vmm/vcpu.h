@@ -31,10 +31,6 @@ struct vcpu {
     pthread_mutex_t mce_lock;
     struct mce_sig mce_queue[MCE_SLOT_RING];
     unsigned mce_nqueued;       /* atomic read outside the lock */
-    /* mce-inject kind=ar: the kernel lets a thread queue a kernel-style
-     * siginfo only to itself, so the vCPU sends these SIGBUSes itself. */
-    struct mce_sig mce_selfsig[MCE_SLOT_RING];
-    unsigned mce_nselfsig;      /* atomic read outside the lock */
     /* Synthetic AR requests (control socket) this thread must signal to
      * itself: the kernel refuses a kernel-style si_code from one thread to
      * another (rt_tgsigqueueinfo: EPERM unless the target is the caller). */
