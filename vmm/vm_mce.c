@@ -33,6 +33,9 @@ int vm_mce_setup_vcpu(struct vcpu *v)
                 (unsigned long long)cap, strerror(e));
         return -e;
     }
+    if (!(cap & (1ULL << 24)) && v->idx == 0)
+        log_warn("vcpu0: KVM does not offer MCG_SER_P (as on AMD hosts): guests "
+                 "see machine checks without software error recovery");
     v->mce_ready = true;
     return 0;
 }
