@@ -12,3 +12,8 @@ linux-kernel:
 # Prove the nested KVM host works here (or that /dev/kvm does).
 nested-check:
 	prove -v --exec '' tests/integration/nested-selftest.t
+
+.PHONY: linux-guest
+# The Linux guest kit (kernel-support/guest/): Debian kernel + initramfs.
+linux-guest:
+	kernel-support/guest/mkinitramfs

@@ -1,0 +1,97 @@
+/* The guest-side victim for machine-check tests: it owns one page of
+ * anonymous memory, tells the host its guest-physical address (from
+ * /proc/self/pagemap, so it must run as root), and keeps reading it.  When
+ * the host poisons that GPA and dvmm injects the #MC, the guest kernel's
+ * memory-failure handling should kill us with SIGBUS BUS_MCEERR_AR: we print
+ * that and exit 0, so one line on the console proves recovery end to end.
+ *
+ * usage: victim [SECONDS]   (default 60: give up and exit 1 after that) */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PM_PRESENT (1ULL << 63)
+#define PM_PFN_MASK ((1ULL << 55) - 1)
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    char line[128];
+    int n;
+
+    (void)sig;
+    (void)uc;
+    /* Only async-signal-safe calls here. */
+    n = snprintf(line, sizeof(line), "VICTIM-SIGBUS code=%s addr=%p lsb=%d\n",
+                 si->si_code == BUS_MCEERR_AR ? "BUS_MCEERR_AR" :
+                 si->si_code == BUS_MCEERR_AO ? "BUS_MCEERR_AO" : "other",
+                 si->si_addr, (int)si->si_addr_lsb);
+    if (n > 0)
+        (void)!write(STDOUT_FILENO, line, (size_t)n);
+    _exit(si->si_code == BUS_MCEERR_AR || si->si_code == BUS_MCEERR_AO ? 0 : 2);
+}
+
+int main(int argc, char **argv)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned seconds = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 60;
+    struct sigaction sa;
+    volatile uint64_t *mem;
+    uint64_t entry, sum = 0;
+    time_t end;
+    int fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    if (sigaction(SIGBUS, &sa, NULL) < 0) {
+        perror("victim: sigaction");
+        return 1;
+    }
+    mem = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (mem == MAP_FAILED) {
+        perror("victim: mmap");
+        return 1;
+    }
+    /* Keep the page resident and its translation fixed. */
+    if (mlock((void *)mem, (size_t)page) < 0)
+        perror("victim: mlock (going on)");
+    for (long i = 0; i < page / 8; i++)
+        mem[i] = 0x5a5a5a5a00000000ULL | (uint64_t)i;
+
+    fd = open("/proc/self/pagemap", O_RDONLY);
+    if (fd < 0 || pread(fd, &entry, sizeof(entry),
+                        (off_t)((uintptr_t)mem / (uintptr_t)page * sizeof(entry))) !=
+                      (ssize_t)sizeof(entry)) {
+        perror("victim: /proc/self/pagemap");
+        return 1;
+    }
+    close(fd);
+    if (!(entry & PM_PRESENT) || !(entry & PM_PFN_MASK)) {
+        fprintf(stderr, "victim: page not present or PFN hidden (not root?): 0x%llx\n",
+                (unsigned long long)entry);
+        return 1;
+    }
+    printf("VICTIM-READY gpa=0x%llx va=%p pid=%d\n",
+           (unsigned long long)((entry & PM_PFN_MASK) * (uint64_t)page), (void *)mem,
+           (int)getpid());
+    fflush(stdout);
+
+    end = time(NULL) + (time_t)seconds;
+    while (time(NULL) < end) {
+        for (long i = 0; i < page / 8; i++)
+            sum += mem[i];
+        usleep(1000);
+    }
+    printf("VICTIM-TIMEOUT no SIGBUS after %u s (sum 0x%llx)\n", seconds,
+           (unsigned long long)sum);
+    return 1;
+}
