@@ -104,11 +104,17 @@ static void blk_complete(struct blk_queue *q, struct blk_req *r, int res)
 {
     struct blk *b = q->blk;
 
-    if (res < 0)
-        log_debug("%s: queue %u: %s at byte %llu (+%llu): %s", b->name, q->idx,
-                  r->op == BLK_OP_READ ? "read" : r->op == BLK_OP_WRITE ?
-                  "write" : "op", (unsigned long long)r->offset,
-                  (unsigned long long)r->len, strerror(-res));
+    if (res < 0) {
+        /* The guest sees IOERR; the host log gets the first one per queue
+         * (a full disk would otherwise flood it), the rest at debug level. */
+        bool first = q->nerrors++ == 0;
+        log_msg(first ? LOG_WARN : LOG_DEBUG,
+                "%s: queue %u: %s at byte %llu (+%llu): %s -> IOERR%s", b->name,
+                q->idx, r->op == BLK_OP_READ ? "read" : r->op == BLK_OP_WRITE ?
+                "write" : r->op == BLK_OP_FLUSH ? "flush" : "discard/zeroes",
+                (unsigned long long)r->offset, (unsigned long long)r->len,
+                strerror(-res), first ? " (further errors at debug level)" : "");
+    }
     /* A reset is waiting for us: the rings are no longer ours to write. */
     if (!q->stopping) {
         uint32_t len = blk_req_finish(r, res < 0 ? VIRTIO_BLK_S_IOERR :

@@ -49,6 +49,7 @@ struct blk_queue {
     bool stopping;
     bool backlog;                /* stopped popping for lack of slots */
     uint64_t ncompleted;         /* for tests and stats */
+    uint64_t nerrors;            /* backend errors turned into IOERR */
 };
 
 struct blk {

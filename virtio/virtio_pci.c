@@ -62,9 +62,8 @@ static void vp_ioeventfds(struct virtio_pci *vp, bool assign)
         uint64_t addr = vp->bar_addr + VP_NOTIFY_OFF + i * VP_NOTIFY_MULT;
         if (assign == q->ioeventfd)
             continue;
-        if (!vi || !vi->ioeventfd) {
+        if (!vi || !vi->ioeventfd)
             continue;
-        }
         /* Linux's vp_notify writes the 16-bit queue index. */
         int r = vi->ioeventfd(vi->opaque, addr, 2, true, q->kick_fd, assign);
         if (r < 0) {
