@@ -28,8 +28,15 @@ initrd=$(tests/linux/smoke-initramfs.sh) ||
 
 need_kvm "$@"
 
+# Inside the nested host, leave time to report before it is killed (a
+# loaded machine can spend minutes just booting the nested host).
+if [ -n "${DVMM_NESTED_DEADLINE:-}" ]; then
+    left=$((DVMM_NESTED_DEADLINE - $(date +%s) - 30))
+    [ "$left" -lt "$limit" ] && limit=$((left > 10 ? left : 10))
+fi
+
 tap_plan 7
-tap_diag "running on $KVM_WHERE; kernel $LINUX_KVER, $vcpus vCPUs, $mem RAM"
+tap_diag "running on $KVM_WHERE; kernel $LINUX_KVER, $vcpus vCPUs, $mem RAM, dvmm limit $limit s"
 
 # A stock kernel only gets through its early console on PVM (it needs the
 # instructions KVM's emulator lacks; see DESIGN.md "Platform facts").

@@ -33,8 +33,10 @@ _linux_kernel_lookup() {
 
 # Newest already-unpacked kernel, for hosts that cannot reach apt right now.
 _linux_kernel_cached() {
-    local dir=$1
-    ls -1 "$dir" 2>/dev/null | grep -E '^[0-9].*-amd64$' | sort -V | tail -n 1
+    local dir=$1 d
+    for d in "$dir"/[0-9]*-amd64; do
+        [ -d "$d" ] && basename "$d"
+    done | sort -V | tail -n 1
 }
 
 linux_kernel_fetch() {

@@ -12,7 +12,8 @@
 #        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_MODULES
 #        (extra modules to load), DVMM_NESTED_KEEP=1 (keep the job directory),
 #        DVMM_NESTED_DISABLE=1 (never use it: KVM tests skip).
-# Inside, DVMM_NESTED=1 is set.
+# Inside, DVMM_NESTED=1 is set, and DVMM_NESTED_DEADLINE (epoch seconds at
+# which the host kills the nested host).
 
 . "$(dirname "${BASH_SOURCE[0]}")/linux-kernel.sh"
 
@@ -93,6 +94,9 @@ _nested_env_script() {
     # it rebuilds its cache from the lists each time, minutes under TCG.
     printf 'export DVMM_LINUX_VERSION=%q\n' "$LINUX_KVER"
     echo "export DVMM_NESTED=1"
+    # When QEMU will be killed (epoch seconds), so a job can budget its own
+    # timeouts and still report before the nested host disappears.
+    echo "export DVMM_NESTED_DEADLINE=$(( $(date +%s) + ${DVMM_NESTED_TIMEOUT:-1200} ))"
 }
 
 nested_run() {
