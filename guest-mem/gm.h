@@ -140,6 +140,10 @@ int gm_poison_add(struct guest_mem *gm, uint64_t gpa, uint64_t len);
 bool gm_poison_query(struct guest_mem *gm, uint64_t gpa);
 /* Copy up to max sorted GPAs; returns the total count. */
 unsigned gm_poison_list(struct guest_mem *gm, uint64_t *out, unsigned max);
+/* A consistent malloc'd copy of the whole list (*out NULL when empty; the
+ * caller frees).  The list may grow between sizing and copying (an AO event
+ * on another thread), which this handles.  0 or -ENOMEM. */
+int gm_poison_snapshot(struct guest_mem *gm, uint64_t **out, unsigned *n);
 
 const char *gm_backend_name(enum gm_backend b);
 

@@ -109,3 +109,24 @@ unsigned gm_poison_list(struct guest_mem *gm, uint64_t *out, unsigned max)
     pthread_mutex_unlock(&gm->poison_lock);
     return n;
 }
+
+int gm_poison_snapshot(struct guest_mem *gm, uint64_t **out, unsigned *n)
+{
+    unsigned cap = 0;
+    uint64_t *buf = NULL;
+
+    for (;;) {
+        unsigned total = gm_poison_list(gm, buf, cap);
+
+        if (total <= cap) {
+            *out = buf;
+            *n = total;
+            return 0;
+        }
+        free(buf);
+        cap = total + 16;
+        buf = malloc(cap * sizeof(*buf));
+        if (!buf)
+            return -ENOMEM;
+    }
+}

@@ -45,28 +45,6 @@ static void e820_emit_ram(struct e820_out *o, uint64_t s, uint64_t e,
         e820_emit(o, cur, e - cur, E820_RAM);
 }
 
-/* A consistent copy of the poison list: it may grow between the sizing
- * call and the copy (an AO event on another thread), hence the loop. */
-static int e820_poison_snapshot(struct guest_mem *gm, uint64_t **out, unsigned *n)
-{
-    unsigned cap = 0;
-    uint64_t *buf = NULL;
-
-    for (;;) {
-        unsigned total = gm_poison_list(gm, buf, cap);
-        if (total <= cap) {
-            *out = buf;
-            *n = total;
-            return 0;
-        }
-        free(buf);
-        cap = total + 16;
-        buf = malloc(cap * sizeof(*buf));
-        if (!buf)
-            return -ENOMEM;
-    }
-}
-
 int e820_build(struct guest_mem *gm, struct boot_e820_entry *out, unsigned max)
 {
     struct e820_out o = { .e = out, .max = max };
@@ -79,7 +57,7 @@ int e820_build(struct guest_mem *gm, struct boot_e820_entry *out, unsigned max)
         log_err("e820: guest RAM must start at GPA 0 and cover 1 MiB");
         return -EINVAL;
     }
-    rc = e820_poison_snapshot(gm, &poison, &np);
+    rc = gm_poison_snapshot(gm, &poison, &np);
     if (rc < 0)
         return rc;
 

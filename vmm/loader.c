@@ -3,6 +3,7 @@
  * image is validated fully before the first byte is written to the guest,
  * so a rejected image leaves guest memory as it was. */
 #include "vmm/loader.h"
+#include "vmm/log.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -21,21 +22,6 @@
 #define BZ_MAGIC     0x53726448U     /* "HdrS" */
 #define BZ_BOOT_FLAG 0xaa55
 #define BZ_SECTOR    512
-
-static int loader_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int loader_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* The highest poisoned page overlapping [gpa, gpa+len), or UINT64_MAX. */
 static uint64_t loader_poison_in(const struct loader_target *t, uint64_t gpa, uint64_t len)
@@ -69,12 +55,12 @@ static int loader_range_check(const struct loader_target *t, const char *what,
     uint64_t p;
 
     if (gpa < t->floor)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: %s at GPA 0x%llx overlaps dvmm's boot structures below 0x%llx",
                            what, part, (unsigned long long)gpa,
                            (unsigned long long)t->floor);
     if (gpa + len < gpa || !gm_gpa_to_hva(t->gm, gpa, len ? len : 1))
-        return loader_fail(err, errlen, -ENOSPC,
+        return log_fail(err, errlen, -ENOSPC,
                            "%s: %s [0x%llx, +%llu bytes) is outside guest RAM (%llu bytes; "
                            "low RAM ends at 0x%llx)",
                            what, part, (unsigned long long)gpa, (unsigned long long)len,
@@ -82,7 +68,7 @@ static int loader_range_check(const struct loader_target *t, const char *what,
                            (unsigned long long)(t->gm->layout.r[0].gpa + t->gm->layout.r[0].size));
     p = loader_poison_in(t, gpa, len);
     if (p != UINT64_MAX)
-        return loader_fail(err, errlen, -EFAULT,
+        return log_fail(err, errlen, -EFAULT,
                            "%s: %s [0x%llx, +%llu bytes) covers poisoned page 0x%llx",
                            what, part, (unsigned long long)gpa, (unsigned long long)len,
                            (unsigned long long)p);
@@ -103,41 +89,41 @@ static int loader_bzimage(const struct loader_target *t, const uint8_t *img, siz
     if (hdr_end > BZ_HDR_OFF + sizeof(*h))
         hdr_end = BZ_HDR_OFF + sizeof(*h);
     if (hdr_end > len)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: truncated bzImage (%zu bytes, setup header ends at 0x%zx)",
                            what, len, hdr_end);
     memcpy(h, img + BZ_HDR_OFF, hdr_end - BZ_HDR_OFF);
     out->hdr_len = hdr_end - BZ_HDR_OFF;
 
     if (h->boot_flag != BZ_BOOT_FLAG)
-        return loader_fail(err, errlen, -EINVAL, "%s: bzImage boot_flag is 0x%04x, not 0xaa55",
+        return log_fail(err, errlen, -EINVAL, "%s: bzImage boot_flag is 0x%04x, not 0xaa55",
                            what, h->boot_flag);
     if (h->version < LOADER_BZ_MIN_VERSION)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: boot protocol %u.%02u is older than 2.06", what,
                            h->version >> 8, h->version & 0xff);
     /* xloadflags exists from 2.12; without it there is no 64-bit entry. */
     if (h->version < 0x020c || !(h->xloadflags & XLF_KERNEL_64))
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: not a 64-bit kernel (no XLF_KERNEL_64 in xloadflags, protocol %u.%02u)",
                            what, h->version >> 8, h->version & 0xff);
     if (!(h->loadflags & LOADED_HIGH))
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: zImage (LOADED_HIGH not set) cannot be loaded", what);
 
     setup_size = ((size_t)(h->setup_sects ? h->setup_sects : 4) + 1) * BZ_SECTOR;
     if (setup_size >= len)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: truncated bzImage (%zu bytes, setup code is %zu)",
                            what, len, setup_size);
     payload = len - setup_size;
     if ((uint64_t)h->syssize * 16 > payload)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: truncated bzImage (protected-mode kernel is %zu bytes, header says %llu)",
                            what, payload, (unsigned long long)h->syssize * 16);
 
     if (payload <= LOADER_BZ_ENTRY64_OFF)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: truncated bzImage (protected-mode kernel of %zu bytes ends before "
                            "the 64-bit entry at +0x%x)", what, payload, LOADER_BZ_ENTRY64_OFF);
 
@@ -170,19 +156,19 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
     int rc;
 
     if (len < sizeof(eh))
-        return loader_fail(err, errlen, -EINVAL, "%s: truncated ELF header (%zu bytes)", what, len);
+        return log_fail(err, errlen, -EINVAL, "%s: truncated ELF header (%zu bytes)", what, len);
     memcpy(&eh, img, sizeof(eh));
     if (eh.e_ident[EI_CLASS] != ELFCLASS64)
-        return loader_fail(err, errlen, -EINVAL, "%s: not an ELF64 file (class %u)",
+        return log_fail(err, errlen, -EINVAL, "%s: not an ELF64 file (class %u)",
                            what, eh.e_ident[EI_CLASS]);
     if (eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_machine != EM_X86_64)
-        return loader_fail(err, errlen, -EINVAL, "%s: not a little-endian x86-64 ELF (machine %u)",
+        return log_fail(err, errlen, -EINVAL, "%s: not a little-endian x86-64 ELF (machine %u)",
                            what, eh.e_machine);
     if (eh.e_type != ET_EXEC)
-        return loader_fail(err, errlen, -EINVAL, "%s: ELF type %u is not ET_EXEC", what, eh.e_type);
+        return log_fail(err, errlen, -EINVAL, "%s: ELF type %u is not ET_EXEC", what, eh.e_type);
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
         eh.e_phoff > len || (len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
-        return loader_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                            "%s: bad ELF program headers (phoff 0x%llx, %u x %u bytes, file %zu bytes)",
                            what, (unsigned long long)eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
 
@@ -203,7 +189,7 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
             }
             snprintf(part, sizeof(part), "segment %u", i);
             if (ph.p_filesz > ph.p_memsz || ph.p_offset > len || len - ph.p_offset < ph.p_filesz)
-                return loader_fail(err, errlen, -EINVAL,
+                return log_fail(err, errlen, -EINVAL,
                                    "%s: ELF %s (offset 0x%llx, filesz %llu, memsz %llu) lies beyond "
                                    "the file (%zu bytes)", what, part,
                                    (unsigned long long)ph.p_offset, (unsigned long long)ph.p_filesz,
@@ -228,9 +214,9 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
             }
         }
         if (pass == 0 && nload == 0)
-            return loader_fail(err, errlen, -EINVAL, "%s: ELF has no PT_LOAD segment", what);
+            return log_fail(err, errlen, -EINVAL, "%s: ELF has no PT_LOAD segment", what);
         if (pass == 0 && !entry_found)
-            return loader_fail(err, errlen, -EINVAL,
+            return log_fail(err, errlen, -EINVAL,
                                "%s: ELF entry 0x%llx is outside every loaded segment",
                                what, (unsigned long long)eh.e_entry);
     }
@@ -258,7 +244,7 @@ int loader_kernel_buf(const struct loader_target *t, const void *img, size_t len
     }
     if (len >= SELFMAG && memcmp(b, ELFMAG, SELFMAG) == 0)
         return loader_elf64(t, b, len, what, out, err, errlen);
-    return loader_fail(err, errlen, -ENOEXEC,
+    return log_fail(err, errlen, -ENOEXEC,
                        "%s: neither a bzImage (no \"HdrS\" at 0x202) nor an ELF64 file (%zu bytes)",
                        what, len);
 }
@@ -271,15 +257,15 @@ static int loader_open(const char *path, const char *key, uint64_t *size,
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0)
-        return loader_fail(err, errlen, -errno, "%s=%s: %s", key, path, strerror(errno));
+        return log_fail(err, errlen, -errno, "%s=%s: %s", key, path, strerror(errno));
     if (fstat(fd, &st) < 0) {
         int rc = -errno;
         close(fd);
-        return loader_fail(err, errlen, rc, "%s=%s: %s", key, path, strerror(-rc));
+        return log_fail(err, errlen, rc, "%s=%s: %s", key, path, strerror(-rc));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return loader_fail(err, errlen, -EINVAL, "%s=%s: not a regular file", key, path);
+        return log_fail(err, errlen, -EINVAL, "%s=%s: not a regular file", key, path);
     }
     *size = (uint64_t)st.st_size;
     return fd;
@@ -297,9 +283,9 @@ static int loader_read_all(int fd, void *dst, uint64_t len, const char *key,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return loader_fail(err, errlen, -errno, "%s=%s: read: %s", key, path, strerror(errno));
+            return log_fail(err, errlen, -errno, "%s=%s: read: %s", key, path, strerror(errno));
         if (n == 0)
-            return loader_fail(err, errlen, -EIO, "%s=%s: file shrank to %llu bytes while reading",
+            return log_fail(err, errlen, -EIO, "%s=%s: file shrank to %llu bytes while reading",
                                key, path, (unsigned long long)done);
         done += (uint64_t)n;
     }
@@ -319,14 +305,14 @@ int loader_kernel_file(const struct loader_target *t, const char *path,
         return fd;
     if (size > t->gm->layout.ram_size) {
         close(fd);
-        return loader_fail(err, errlen, -ENOSPC,
+        return log_fail(err, errlen, -ENOSPC,
                            "vm.kernel=%s: %llu bytes is larger than guest RAM (%llu bytes)", path,
                            (unsigned long long)size, (unsigned long long)t->gm->layout.ram_size);
     }
     buf = malloc(size ? size : 1);
     if (!buf) {
         close(fd);
-        return loader_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
+        return log_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
     }
     rc = loader_read_all(fd, buf, size, "vm.kernel", path, err, errlen);
     close(fd);
@@ -351,7 +337,7 @@ int loader_initrd_file(const struct loader_target *t, const char *path,
     lo = gm_align_up(lo < t->floor ? t->floor : lo, GM_PAGE_SIZE);
     if (len == 0 || len > hi || hi - len < lo) {
         close(fd);
-        return loader_fail(err, errlen, len ? -ENOSPC : -EINVAL,
+        return log_fail(err, errlen, len ? -ENOSPC : -EINVAL,
                            "vm.initrd=%s: %llu bytes %s [0x%llx, 0x%llx) (%llu bytes free after the kernel)",
                            path, (unsigned long long)len, len ? "do not fit in" : "(empty) for",
                            (unsigned long long)lo, (unsigned long long)hi,
@@ -365,7 +351,7 @@ int loader_initrd_file(const struct loader_target *t, const char *path,
             break;
         if (p == UINT64_MAX || p < lo + len) {
             close(fd);
-            return loader_fail(err, errlen, -ENOSPC,
+            return log_fail(err, errlen, -ENOSPC,
                                "vm.initrd=%s: %llu bytes do not fit in guest RAM [0x%llx, 0x%llx)%s",
                                path, (unsigned long long)len, (unsigned long long)lo,
                                (unsigned long long)hi,

@@ -24,3 +24,15 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
     /* One fprintf per line so concurrent vCPU threads do not interleave. */
     fprintf(stderr, "dvmm: %s: %s\n", names[lvl], line);
 }
+
+int log_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}

@@ -78,13 +78,12 @@ static int ctl_hwpoison(void *opaque, uint64_t gpa, json_object *reply)
 static int ctl_poisoned(void *opaque, json_object *reply)
 {
     struct vm *vm = opaque;
-    unsigned n = gm_poison_list(&vm->gm, NULL, 0);
-    uint64_t *list = calloc(n ? n : 1, sizeof(*list));
+    uint64_t *list;
     json_object *arr;
+    unsigned n;
 
-    if (!list)
+    if (gm_poison_snapshot(&vm->gm, &list, &n) < 0)
         return -ENOMEM;
-    n = gm_poison_list(&vm->gm, list, n);
     arr = json_object_new_array();
     for (unsigned i = 0; i < n; i++)
         json_object_array_add(arr, hex(list[i]));

@@ -20,21 +20,6 @@
 #define X86_BOOT_HEAP_END 0xfe00      /* boot.rst: end of setup heap - 0x200 */
 #define X86_BOOT_ELF_ALIGN 0x1000000  /* kernel_alignment for vmlinux */
 
-static int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int boot_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err && errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 static const uint64_t boot_gdt[X86_BOOT_GDT_ENTRIES] = {
     0, 0, X86_BOOT_GDT_CODE64, X86_BOOT_GDT_DATA,
 };
@@ -104,26 +89,6 @@ int x86_boot_page_tables(struct guest_mem *gm, uint64_t *map_end)
     return 0;
 }
 
-static int boot_poison_snapshot(struct guest_mem *gm, uint64_t **out, unsigned *n)
-{
-    unsigned cap = 0;
-    uint64_t *buf = NULL;
-
-    for (;;) {
-        unsigned total = gm_poison_list(gm, buf, cap);
-        if (total <= cap) {
-            *out = buf;
-            *n = total;
-            return 0;
-        }
-        free(buf);
-        cap = total + 16;
-        buf = malloc(cap * sizeof(*buf));
-        if (!buf)
-            return -ENOMEM;
-    }
-}
-
 /* The fixed boot structures must be RAM and unpoisoned: after a memory
  * failure there, the guest cannot be booted again on this memory. */
 static int boot_check_fixed(const struct loader_target *t, unsigned npd, size_t mp_len,
@@ -141,7 +106,7 @@ static int boot_check_fixed(const struct loader_target *t, unsigned npd, size_t 
 
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (!loader_range_ok(t, fixed[i].gpa, fixed[i].len))
-            return boot_fail(err, errlen, -EFAULT,
+            return log_fail(err, errlen, -EFAULT,
                              "boot: %s at GPA 0x%llx (%llu bytes) is not usable guest RAM "
                              "(poisoned or missing)", fixed[i].name,
                              (unsigned long long)fixed[i].gpa, (unsigned long long)fixed[i].len);
@@ -193,19 +158,19 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
     memset(out, 0, sizeof(*out));
     if (gm->layout.nr == 0 || gm->layout.r[0].gpa != 0 ||
         gm->layout.r[0].size <= X86_BOOT_KERNEL_FLOOR)
-        return boot_fail(err, errlen, -EINVAL,
+        return log_fail(err, errlen, -EINVAL,
                          "boot: guest RAM must start at GPA 0 and extend past 1 MiB");
     low_end = gm->layout.r[0].size;
     if (ncpus > MPTABLE_MAX_CPUS)
-        return boot_fail(err, errlen, -EINVAL, "vm.vcpus=%u: the MP table holds at most %u",
+        return log_fail(err, errlen, -EINVAL, "vm.vcpus=%u: the MP table holds at most %u",
                          ncpus, MPTABLE_MAX_CPUS);
     if (cmdlen >= X86_BOOT_CMDLINE_MAX)
-        return boot_fail(err, errlen, -EINVAL, "vm.cmdline: %zu bytes, at most %u allowed",
+        return log_fail(err, errlen, -EINVAL, "vm.cmdline: %zu bytes, at most %u allowed",
                          cmdlen, X86_BOOT_CMDLINE_MAX - 1);
 
-    rc = boot_poison_snapshot(gm, &poison, &npoison);
+    rc = gm_poison_snapshot(gm, &poison, &npoison);
     if (rc < 0)
-        return boot_fail(err, errlen, rc, "boot: out of memory");
+        return log_fail(err, errlen, rc, "boot: out of memory");
     t.poison = poison;
     t.npoison = npoison;
     rc = boot_check_fixed(&t, (unsigned)(boot_map_end(gm) / GM_GiB), mp_len, err, errlen);
@@ -216,7 +181,7 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
     if (rc < 0)
         goto out;
     if (k.kind == LOADER_BZIMAGE && cmdlen > k.hdr.cmdline_size) {
-        rc = boot_fail(err, errlen, -EINVAL,
+        rc = log_fail(err, errlen, -EINVAL,
                        "vm.cmdline: %zu bytes, but vm.kernel=%s accepts at most %u",
                        cmdlen, cfg->vm.kernel, k.hdr.cmdline_size);
         goto out;
@@ -239,7 +204,7 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
     boot_fill_hdr(&bp->hdr, &k, initrd_gpa, initrd_size, initrd_max);
     n = e820_build(gm, bp->e820_table, E820_MAX_ENTRIES_ZEROPAGE);
     if (n < 0) {
-        rc = boot_fail(err, errlen, n, "boot: cannot build the e820 map: %s", strerror(-n));
+        rc = log_fail(err, errlen, n, "boot: cannot build the e820 map: %s", strerror(-n));
         goto out;
     }
     bp->e820_entries = (uint8_t)n;
@@ -253,13 +218,13 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
 
     rc = x86_boot_page_tables(gm, &map_end);
     if (rc < 0) {
-        boot_fail(err, errlen, rc, "boot: page tables do not fit in guest RAM");
+        log_fail(err, errlen, rc, "boot: page tables do not fit in guest RAM");
         goto out;
     }
     rc = mptable_write(gm_gpa_to_hva(gm, X86_BOOT_MPTABLE_GPA, mp_len), mp_len,
                        X86_BOOT_MPTABLE_GPA, ncpus);
     if (rc < 0) {
-        boot_fail(err, errlen, rc, "boot: MP table for %u vCPUs: %s", ncpus, strerror(-rc));
+        log_fail(err, errlen, rc, "boot: MP table for %u vCPUs: %s", ncpus, strerror(-rc));
         goto out;
     }
     out->mptable_len = rc;
