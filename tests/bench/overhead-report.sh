@@ -19,8 +19,9 @@
 # here.  A benchmark, not a test: numbers never fail it, a backend that
 # cannot run is listed with the reason.
 #
-# Usage: overhead-report.sh [OUT]
-#        overhead-report.sh --collect OUT   (needs KVM; what the first form runs)
+# Usage: overhead-report.sh [OUT]      (OVH_RAM, OVH_TIMEOUT: per-boot seconds)
+#        overhead-report.sh --collect OUT RAM TIMEOUT
+#                                       (needs KVM; what the first form runs)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -31,7 +32,8 @@ case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
 DVMM=$BUILD_DIR/dvmm
 GUEST=$BUILD_DIR/testguest.elf
 RAM=${OVH_RAM:-2G}
-TIMEOUT=${OVH_TIMEOUT:-600}
+# 4 KiB faults under nested KVM on TCG are slow: minutes per GiB.
+TIMEOUT=${OVH_TIMEOUT:-1500}
 
 die() { echo "overhead-report: $*" >&2; exit 1; }
 say() { echo "overhead-report: $*" >&2; }
@@ -341,8 +343,8 @@ render() {
 ###########################################################################
 
 if [ "${1:-}" = "--collect" ]; then
-    [ -n "${2:-}" ] || die "usage: $0 --collect OUT"
-    OUT=$2
+    [ "$#" -eq 4 ] || die "usage: $0 --collect OUT RAM TIMEOUT"
+    OUT=$2 RAM=$3 TIMEOUT=$4
     collect
     exit 0
 fi
@@ -353,12 +355,14 @@ mkdir -p "$OUT" || die "mkdir $OUT"
 if [ -n "${OVH_RENDER_ONLY:-}" ]; then
     :
 elif kvm_usable; then
-    "$0" --collect "$OUT" || die "collection failed"
+    "$0" --collect "$OUT" "$RAM" "$TIMEOUT" || die "collection failed"
 else
     why=$(nested_unavailable_reason)
     [ -z "$why" ] || die "$(kvm_absent_reason) and $why: nothing can be measured"
     say "$(kvm_absent_reason): collecting in the nested KVM host (one boot, all backends)"
-    "$ROOT/tests/lib/nested-run" "$HERE/$(basename "$0")" --collect "$OUT" ||
+    # Up to six boots in one nested host: its own limit must cover them all.
+    export DVMM_NESTED_TIMEOUT=${DVMM_NESTED_TIMEOUT:-$((6 * TIMEOUT + 300))}
+    "$ROOT/tests/lib/nested-run" "$HERE/$(basename "$0")" --collect "$OUT" "$RAM" "$TIMEOUT" ||
         die "collection in the nested KVM host failed"
 fi
 render
