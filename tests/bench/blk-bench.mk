@@ -1,8 +1,8 @@
 # virtio-blk benchmark: `make bench` builds it, `make bench-blk` runs it
-# (BLK_BENCH_ARGS, e.g. "-t 5 -s 512 /dev/shm /var/tmp").  It prints dvmm vs
+# (BLK_BENCH_ARGS, e.g. "-t 5 -s 512 -r 3 /dev/shm /var/tmp").  It prints dvmm vs
 # fio ratios; it is not a test and never fails on numbers.
 BENCH_BINS += $(BUILD)/bench/blk-bench
-BLK_BENCH_ARGS ?= -t 3 -s 256 /dev/shm $(CURDIR)/$(BUILD)
+BLK_BENCH_ARGS ?= -t 3 -s 256 -r 2 /dev/shm $(CURDIR)/$(BUILD)
 
 $(BUILD)/bench/blk-bench: tests/bench/blk-bench.c tests/unit/test_blk_driver.h $(BUILD)/libdvmm.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
