@@ -1,13 +1,17 @@
 /* The guest-side victim for machine-check tests: it owns one page of
  * anonymous memory, tells the host its guest-physical address (from
- * /proc/self/pagemap, so it must run as root), and keeps reading it.  When
- * the host poisons that GPA and dvmm injects the #MC, the guest kernel's
- * memory-failure handling should kill us with SIGBUS BUS_MCEERR_AR: we print
- * that and exit 0, so one line on the console proves recovery end to end.
+ * /proc/self/pagemap, so it must run as root) and the CPU it is pinned to,
+ * and keeps reading the page from user mode.  When the host poisons that
+ * GPA and dvmm injects the #MC, the guest kernel's memory-failure handling
+ * must kill us with SIGBUS BUS_MCEERR_AR: we print that line and
+ * "RECOVERED" and exit 0, so the console proves recovery end to end.  An
+ * action-optional SIGBUS (only with early kill) is reported and the loop
+ * goes on: the next read of the unmapped page must then raise the AR.
  *
  * usage: victim [SECONDS]   (default 60: give up and exit 1 after that) */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -23,19 +27,19 @@
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    char line[128];
-    int n;
+    char line[160];
+    int n, ar = si->si_code == BUS_MCEERR_AR, ao = si->si_code == BUS_MCEERR_AO;
 
     (void)sig;
     (void)uc;
     /* Only async-signal-safe calls here. */
-    n = snprintf(line, sizeof(line), "VICTIM-SIGBUS code=%s addr=%p lsb=%d\n",
-                 si->si_code == BUS_MCEERR_AR ? "BUS_MCEERR_AR" :
-                 si->si_code == BUS_MCEERR_AO ? "BUS_MCEERR_AO" : "other",
-                 si->si_addr, (int)si->si_addr_lsb);
+    n = snprintf(line, sizeof(line), "VICTIM-SIGBUS code=%s addr=%p lsb=%d\n%s",
+                 ar ? "BUS_MCEERR_AR" : ao ? "BUS_MCEERR_AO" : "other",
+                 si->si_addr, (int)si->si_addr_lsb, ar ? "RECOVERED\n" : "");
     if (n > 0)
-        (void)!write(STDOUT_FILENO, line, (size_t)n);
-    _exit(si->si_code == BUS_MCEERR_AR || si->si_code == BUS_MCEERR_AO ? 0 : 2);
+        (void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    if (!ao)
+        _exit(ar ? 0 : 2);
 }
 
 int main(int argc, char **argv)
@@ -45,14 +49,26 @@ int main(int argc, char **argv)
     struct sigaction sa;
     volatile uint64_t *mem;
     uint64_t entry, sum = 0;
+    struct timespec now;
+    cpu_set_t cpus;
     time_t end;
-    int fd;
+    int fd, cpu;
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
     if (sigaction(SIGBUS, &sa, NULL) < 0) {
         perror("victim: sigaction");
+        return 1;
+    }
+    /* A synthetic AR (mce-inject) goes to one vCPU: it must be the one we
+     * run on, so stay on the CPU we started on and tell the host which. */
+    cpu = sched_getcpu();
+    CPU_ZERO(&cpus);
+    if (cpu >= 0)
+        CPU_SET(cpu, &cpus);
+    if (cpu < 0 || sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
+        perror("victim: pinning to one CPU");
         return 1;
     }
     mem = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
@@ -80,16 +96,20 @@ int main(int argc, char **argv)
                 (unsigned long long)entry);
         return 1;
     }
-    printf("VICTIM-READY gpa=0x%llx va=%p pid=%d\n",
+    printf("VICTIM-READY gpa=0x%llx va=%p pid=%d cpu=%d\n",
            (unsigned long long)((entry & PM_PFN_MASK) * (uint64_t)page), (void *)mem,
-           (int)getpid());
+           (int)getpid(), cpu);
     fflush(stdout);
 
-    end = time(NULL) + (time_t)seconds;
-    while (time(NULL) < end) {
+    /* Spin in user mode (clock_gettime is the vDSO): an action-required
+     * #MC that lands while we run is attributed to us, one that lands in
+     * the idle loop would be a kernel-context error (panic). */
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    end = now.tv_sec + (time_t)seconds;
+    while (now.tv_sec < end) {
         for (long i = 0; i < page / 8; i++)
             sum += mem[i];
-        usleep(1000);
+        clock_gettime(CLOCK_MONOTONIC, &now);
     }
     printf("VICTIM-TIMEOUT no SIGBUS after %u s (sum 0x%llx)\n", seconds,
            (unsigned long long)sum);
