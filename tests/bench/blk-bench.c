@@ -271,7 +271,7 @@ int main(int argc, char **argv)
         for (unsigned wi = 0; wi < sizeof(workloads) / sizeof(workloads[0]); wi++) {
             const struct workload *w = &workloads[wi];
             for (unsigned nq = 1; nq <= MAX_Q; nq *= 2) {
-                uint64_t errors = 0, e;
+                uint64_t errors = 0, e = 0;
                 double mine = -1, ref = -1;
                 for (unsigned k = 0; k < rounds; k++) {
                     double m = run_dvmm(img, mib << 20, w, nq, secs, &e);
