@@ -108,6 +108,10 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
     json_object_object_add(o, "vcpu", ev->vcpu >= 0 ? json_object_new_int(ev->vcpu) : NULL);
     json_object_object_add(o, "injected", json_object_new_boolean(ev->injected));
     json_object_object_add(o, "reason", json_object_new_string(ev->reason ? ev->reason : ""));
+    if (ev->sent_ns)
+        json_object_object_add(o, "sent_ns", json_object_new_int64((int64_t)ev->sent_ns));
+    if (ev->done_ns)
+        json_object_object_add(o, "done_ns", json_object_new_int64((int64_t)ev->done_ns));
 
     s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
     n = s ? strlen(s) : 0;

@@ -88,13 +88,19 @@ struct mce_event {
     int vcpu;               /* < 0: null (not yet routed) */
     bool injected;
     const char *reason;     /* short why; NULL logs "" */
+    /* CLOCK_MONOTONIC ns, for latency measurements; 0 leaves the field out:
+     * sent_ns just before the synthetic SIGBUS was sent, done_ns just after
+     * KVM_X86_SET_MCE returned. */
+    uint64_t sent_ns;
+    uint64_t done_ns;
 };
 
 const char *mce_kind_name(enum mce_kind kind);   /* "AR" / "AO" */
 
 /* One JSON object and a trailing '\n' in buf: time (ISO-8601 UTC with
  * microseconds), kind, hva and gpa (hex strings or null), page_size, vcpu
- * (int or null), injected, reason.  Returns the length without the NUL,
+ * (int or null), injected, reason, and sent_ns / done_ns when non-zero.
+ * Returns the length without the NUL,
  * -ENOSPC if buf is too small (buf then holds ""), -ENOMEM. */
 int mce_log_line(char *buf, size_t len, const struct mce_event *ev);
 

@@ -66,7 +66,16 @@ static const char *vm_mce_blocked(struct vcpu *v)
     return NULL;
 }
 
-static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig)
+static uint64_t vm_mce_mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* sent_ns: when this thread sent itself the SIGBUS, 0 when unknown. */
+static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t sent_ns)
 {
     struct vm *vm = v->vm;
     struct mce_event ev = {
@@ -115,6 +124,10 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig)
     if (ioctl(v->fd, KVM_X86_SET_MCE, &mce) < 0) {
         ev.reason = strerror(errno);
     } else {
+        if (sent_ns) {
+            ev.done_ns = vm_mce_mono_ns();
+            ev.sent_ns = sent_ns;
+        }
         ev.injected = true;
         ev.reason = blocked ? blocked : "injected";
         if (blocked)
@@ -137,11 +150,16 @@ static void vm_mce_selfsend(struct vcpu *v)
     __atomic_store_n(&v->mce_nselfsend, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&v->mce_lock);
     for (unsigned i = 0; i < n; i++) {
+        uint64_t sent = vm_mce_mono_ns();
         int ret = mce_route_send(v->tid, req[i].kind, req[i].addr, req[i].lsb);
+        struct mce_sig sig;
 
         if (ret < 0)
             log_err("vcpu%u: sending SIGBUS for HVA 0x%llx to itself: %s", v->idx,
                     (unsigned long long)req[i].addr, strerror(-ret));
+        /* Handled here, so the log can say how long send-to-inject took. */
+        while (mce_slot_pop(&v->mce_slot, &sig))
+            vm_mce_handle(v, &sig, sent);
     }
 }
 
@@ -152,7 +170,7 @@ void vm_mce_vcpu_poll(struct vcpu *v)
     if (__atomic_load_n(&v->mce_nselfsend, __ATOMIC_ACQUIRE))
         vm_mce_selfsend(v);
     while (mce_slot_pop(&v->mce_slot, &sig))
-        vm_mce_handle(v, &sig);
+        vm_mce_handle(v, &sig, 0);
     if (!__atomic_load_n(&v->mce_nqueued, __ATOMIC_ACQUIRE))
         return;
     for (;;) {
@@ -168,7 +186,7 @@ void vm_mce_vcpu_poll(struct vcpu *v)
         pthread_mutex_unlock(&v->mce_lock);
         if (!got)
             break;
-        vm_mce_handle(v, &sig);
+        vm_mce_handle(v, &sig, 0);
     }
 }
 
