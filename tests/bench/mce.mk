@@ -1,0 +1,20 @@
+# Machine-check latency benchmark: `make bench-mce` builds it and runs it
+# where /dev/kvm is usable, else inside the nested KVM host.  Never a test.
+MCE_BENCH_N ?= 1000
+
+$(BUILD)/bench/mce-latency: tests/bench/mce-latency.c $(BUILD)/libdvmm.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libdvmm.a $(LDLIBS)
+
+.PHONY: bench bench-mce
+bench: $(BUILD)/bench/mce-latency
+
+bench-mce: $(BUILD)/bench/mce-latency $(BUILD)/dvmm $(GUEST_ELF)
+	@mkdir -p $(BUILD)/bench/mce-run
+	@if { : <>/dev/kvm; } 2>/dev/null; then \
+		$< -n $(MCE_BENCH_N) $(BUILD)/dvmm $(GUEST_ELF) $(abspath $(BUILD))/bench/mce-run; \
+	else \
+		echo "bench-mce: no usable /dev/kvm here; running in the nested KVM host" >&2; \
+		DVMM_BUILD=$(BUILD) tests/lib/nested-run $(abspath $<) -n $(MCE_BENCH_N) \
+			$(abspath $(BUILD))/dvmm $(abspath $(GUEST_ELF)) /tmp; \
+	fi
