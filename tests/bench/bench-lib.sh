@@ -10,9 +10,9 @@ esac
 BENCH_DVMM=$BENCH_BUILD/dvmm
 BENCH_GUEST=$BENCH_BUILD/testguest.elf
 BENCH_OUT=$BENCH_BUILD/bench
-BENCH_QEMU=${BENCH_QEMU:-qemu-system-x86_64}
+BENCH_QEMU=${DVMM_BENCH_QEMU:-qemu-system-x86_64}
 # One run must never hang the benchmark; nested KVM under TCG is slow.
-BENCH_RUN_TIMEOUT=${BENCH_RUN_TIMEOUT:-180}
+BENCH_RUN_TIMEOUT=${DVMM_BENCH_RUN_TIMEOUT:-180}
 
 # The QEMU side of every comparison: same guest, same exit device, KVM, no
 # default devices, and a serial port as dvmm has one (output discarded by

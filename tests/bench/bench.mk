@@ -3,7 +3,8 @@
 # has no usable /dev/kvm), report in $(BUILD)/bench/report.md.  The other
 # fragments add their binaries to BENCH_BINS and as prerequisites of
 # `bench`; the report lists them, and BENCH_ALL=1 runs them too.  Knobs:
-# BENCH_RUNS (20), BENCH_MEM_RUNS (5).  Never fails on a number.
+# DVMM_BENCH_RUNS (20), DVMM_BENCH_MEM_RUNS (3), see tests/bench/bench.sh.
+# Never fails on a number.
 BENCH_PROBE := $(BUILD)/bench/memprobe.so
 
 # The probe is preloaded into QEMU as well as dvmm: a plain shared object

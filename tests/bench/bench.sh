@@ -11,8 +11,10 @@
 # Options: --bins "PATH..." lists other engineers' benchmark binaries
 # (make's BENCH_BINS) in the report; --run-bins also runs them through their
 # `make bench-NAME` targets (they need no KVM, so they run here, outside the
-# nested host).  Knobs: BENCH_RUNS (20), BENCH_MEM_RUNS (5),
-# BENCH_STARTUP_MEM (256M), BENCH_RUN_TIMEOUT (180 s per run).
+# nested host).  Knobs, DVMM_* so that the nested host sees them:
+# DVMM_BENCH_RUNS (20), DVMM_BENCH_MEM_RUNS (3), DVMM_BENCH_STARTUP_MEM
+# (256M), DVMM_BENCH_RUN_TIMEOUT (180 s per run), DVMM_BENCH_QEMU, and
+# DVMM_NESTED_TIMEOUT (3600 s here: ~80 VMM runs at seconds each under TCG).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/bench-lib.sh"
@@ -74,7 +76,7 @@ else
     fi
     rm -f "$REPORT"
     echo "bench: no usable /dev/kvm here; running the whole benchmark in one boot of the nested KVM host (QEMU TCG + nested SVM; slow)" >&2
-    DVMM_BENCH_OUTER="$(nproc) CPU(s) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), no usable /dev/kvm ($( [ -d /sys/module/kvm_pvm ] && echo 'kvm_pvm loaded but not bound' || echo 'no KVM')); the numbers below were taken in a nested KVM host booted on it under QEMU TCG" \
+    DVMM_NESTED_TIMEOUT=${DVMM_NESTED_TIMEOUT:-3600} DVMM_BENCH_OUTER="$(nproc) CPU(s) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), no usable /dev/kvm ($( [ -d /sys/module/kvm_pvm ] && echo 'kvm_pvm loaded but not bound' || echo 'no KVM')); the numbers below were taken in a nested KVM host booted on it under QEMU TCG" \
         nested_run "$here/bench.sh" --inner
     rc=$?
     if [ ! -f "$REPORT" ]; then

@@ -13,7 +13,7 @@ bench_require || exit 1
 PROBE=$BENCH_OUT/memprobe.so
 [ -f "$PROBE" ] || { echo "vmm-memory: $PROBE missing: run make bench" >&2; exit 1; }
 
-RUNS=${BENCH_MEM_RUNS:-5}
+RUNS=${DVMM_BENCH_MEM_RUNS:-3}
 MEM_MIB=1024
 work=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-vmmmem.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
@@ -27,26 +27,31 @@ CMD[qemu-pc]="$BENCH_QEMU -M pc -m ${MEM_MIB}M ${qargs[*]}"
 declare -A PASS=([dvmm]=0 [qemu-microvm]=1 [qemu-pc]=1)
 VMMS=(dvmm qemu-microvm qemu-pc)
 
+# probe_val FILE KEY: the probe's last value for KEY (a process that forked
+# children could leave more than one record; the VMM's own comes last).
+probe_val() { sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -n 1; }
+
 # run_one VMM N: appends "hwm guest overhead rssanon rssfile" (KiB) to VMM.kb.
 run_one() {
     local vmm=$1 n=$2 rc f=$work/$1.$2.probe hwm guest
     rm -f "$f"
     # Unquoted on purpose: the command lines hold no spaces inside words.
-    DVMM_MEMPROBE_OUT=$f DVMM_MEMPROBE_MIN=$((MEM_MIB << 20)) LD_PRELOAD=$PROBE \
-        timeout --kill-after=5 "$BENCH_RUN_TIMEOUT" ${CMD[$vmm]} \
-        </dev/null >/dev/null 2>"$work/$vmm.$n.err"
+    # Preloaded into the VMM only (env execs it), not into timeout.
+    timeout --kill-after=5 "$BENCH_RUN_TIMEOUT" \
+        env DVMM_MEMPROBE_OUT="$f" DVMM_MEMPROBE_MIN=$((MEM_MIB << 20)) LD_PRELOAD="$PROBE" \
+        ${CMD[$vmm]} </dev/null >/dev/null 2>"$work/$vmm.$n.err"
     rc=$?
     if [ "$rc" -ne "${PASS[$vmm]}" ]; then
         echo "run $n: exit status $rc: $(tail -n 3 "$work/$vmm.$n.err" | tr '\n' ' ')" >>"$work/$vmm.fail"
         return
     fi
-    hwm=$(sed -n 's/^vmhwm_kb=//p' "$f" 2>/dev/null)
-    guest=$(sed -n 's/^guest_rss_kb=//p' "$f" 2>/dev/null)
-    if [ -z "$hwm" ] || [ -z "$guest" ] || [ "$hwm" -lt 0 ] || [ "$guest" -lt 0 ]; then
-        echo "run $n: the probe saw no VmHWM or no ${MEM_MIB} MiB guest-RAM mapping ($(tr '\n' ' ' <"$f" 2>/dev/null))" >>"$work/$vmm.fail"
+    hwm=$(probe_val "$f" vmhwm_kb)
+    guest=$(probe_val "$f" guest_rss_kb)
+    if ! [[ $hwm =~ ^[0-9]+$ && $guest =~ ^[0-9]+$ ]]; then
+        echo "run $n: the probe saw no VmHWM or no ${MEM_MIB} MiB guest-RAM mapping ($(cat "$f" 2>/dev/null | tr '\n' ' '))" >>"$work/$vmm.fail"
         return
     fi
-    echo "$hwm $guest $((hwm - guest)) $(sed -n 's/^rss_anon_kb=//p' "$f") $(sed -n 's/^rss_file_kb=//p' "$f") $(sed -n 's/^guest_rss_at=//p' "$f")" >>"$work/$vmm.kb"
+    echo "$hwm $guest $((hwm - guest)) $(probe_val "$f" rss_anon_kb) $(probe_val "$f" rss_file_kb) $(probe_val "$f" guest_rss_at)" >>"$work/$vmm.kb"
 }
 
 echo "vmm-memory: $RUNS runs each of ${VMMS[*]}, ${MEM_MIB} MiB guest" >&2
