@@ -8,8 +8,10 @@
  *     teardown): the Rss of the mappings inside that range;
  *   - a destructor at exit (QEMU's isa-debug-exit calls exit()): the Rss of
  *     every mapping of at least DVMM_MEMPROBE_MIN bytes.
- * The larger snapshot is the guest RAM touched.  VmHWM is read at exit,
- * before the probe parses smaps, so the probe's own reads are not in it.
+ * The larger snapshot is the guest RAM touched; RssAnon and RssFile are
+ * read with it, so that anonymous memory minus guest RAM is the VMM's own.
+ * VmHWM is read at exit, before the probe parses smaps, so the probe's own
+ * reads are not in it.
  *
  * Output: key=value lines appended to $DVMM_MEMPROBE_OUT.  Without that
  * variable the probe does nothing.
@@ -32,10 +34,12 @@
 struct memprobe {
     uint64_t min_bytes;
     long long guest_rss_kb;     /* -1: never seen */
+    long long anon_kb, file_kb; /* RssAnon, RssFile at that snapshot */
     const char *where;
 };
 
-static struct memprobe probe = { .guest_rss_kb = -1, .where = "none" };
+static struct memprobe probe = { .guest_rss_kb = -1, .anon_kb = -1, .file_kb = -1,
+                                 .where = "none" };
 
 static uint64_t memprobe_min(void)
 {
@@ -77,6 +81,20 @@ static int memprobe_lines(const char *path, void (*fn)(const char *line, void *a
     return 0;
 }
 
+struct status_kb {
+    long long hwm, anon, file;
+};
+
+static void status_line(const char *line, void *arg)
+{
+    struct status_kb *s = arg;
+
+    if (sscanf(line, "VmHWM: %lld kB", &s->hwm) == 1 ||
+        sscanf(line, "RssAnon: %lld kB", &s->anon) == 1)
+        return;
+    sscanf(line, "RssFile: %lld kB", &s->file);
+}
+
 struct rss_scan {
     uintptr_t lo, hi;           /* count mappings inside [lo, hi) ... */
     uint64_t min_size;          /* ... or, when hi == 0, of at least this size */
@@ -107,7 +125,12 @@ static void memprobe_snapshot(uintptr_t lo, uintptr_t hi, const char *where)
     if (memprobe_lines("/proc/self/smaps", rss_line, &s))
         return;
     if (s.rss_kb > probe.guest_rss_kb) {
+        struct status_kb st = { -1, -1, -1 };
+
+        memprobe_lines("/proc/self/status", status_line, &st);
         probe.guest_rss_kb = s.rss_kb;
+        probe.anon_kb = st.anon;
+        probe.file_kb = st.file;
         probe.where = where;
     }
 }
@@ -125,20 +148,6 @@ int munmap(void *addr, size_t len)
     return real_munmap(addr, len);
 }
 
-struct status_kb {
-    long long hwm, anon, file;
-};
-
-static void status_line(const char *line, void *arg)
-{
-    struct status_kb *s = arg;
-
-    if (sscanf(line, "VmHWM: %lld kB", &s->hwm) == 1 ||
-        sscanf(line, "RssAnon: %lld kB", &s->anon) == 1)
-        return;
-    sscanf(line, "RssFile: %lld kB", &s->file);
-}
-
 __attribute__((destructor)) static void memprobe_exit(void)
 {
     const char *out = getenv("DVMM_MEMPROBE_OUT");
@@ -153,7 +162,8 @@ __attribute__((destructor)) static void memprobe_exit(void)
     fd = open(out, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
-    dprintf(fd, "vmhwm_kb=%lld\nrss_anon_kb=%lld\nrss_file_kb=%lld\nguest_rss_kb=%lld\n"
-            "guest_rss_at=%s\n", st.hwm, st.anon, st.file, probe.guest_rss_kb, probe.where);
+    dprintf(fd, "vmhwm_kb=%lld\nguest_rss_kb=%lld\nguest_rss_at=%s\nrss_anon_kb=%lld\n"
+            "rss_file_kb=%lld\n", st.hwm, probe.guest_rss_kb, probe.where, probe.anon_kb,
+            probe.file_kb);
     close(fd);
 }

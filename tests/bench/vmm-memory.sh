@@ -31,9 +31,10 @@ VMMS=(dvmm qemu-microvm qemu-pc)
 # children could leave more than one record; the VMM's own comes last).
 probe_val() { sed -n "s/^$2=//p" "$1" 2>/dev/null | tail -n 1; }
 
-# run_one VMM N: appends "hwm guest overhead rssanon rssfile" (KiB) to VMM.kb.
+# run_one VMM N: appends "hwm guest overhead rssanon rssfile where vmm-anon"
+# (KiB) to VMM.kb.
 run_one() {
-    local vmm=$1 n=$2 rc f=$work/$1.$2.probe hwm guest
+    local vmm=$1 n=$2 rc f=$work/$1.$2.probe hwm guest anon file
     rm -f "$f"
     # Unquoted on purpose: the command lines hold no spaces inside words.
     # Preloaded into the VMM only (env execs it), not into timeout.
@@ -51,7 +52,10 @@ run_one() {
         echo "run $n: the probe saw no VmHWM or no ${MEM_MIB} MiB guest-RAM mapping ($(cat "$f" 2>/dev/null | tr '\n' ' '))" >>"$work/$vmm.fail"
         return
     fi
-    echo "$hwm $guest $((hwm - guest)) $(probe_val "$f" rss_anon_kb) $(probe_val "$f" rss_file_kb) $(probe_val "$f" guest_rss_at)" >>"$work/$vmm.kb"
+    anon=$(probe_val "$f" rss_anon_kb)
+    file=$(probe_val "$f" rss_file_kb)
+    [[ $anon =~ ^[0-9]+$ ]] || anon=$guest
+    echo "$hwm $guest $((hwm - guest)) $anon ${file:--} $(probe_val "$f" guest_rss_at) $((anon - guest))" >>"$work/$vmm.kb"
 }
 
 echo "vmm-memory: $RUNS runs each of ${VMMS[*]}, ${MEM_MIB} MiB guest" >&2
@@ -75,14 +79,14 @@ goal=$(awk -v k="${OVH[dvmm]}" 'BEGIN {
 {
     echo "## VMM memory: peak RSS minus guest RAM touched, ${MEM_MIB} MiB guest, dvmmtest=none"
     echo
-    echo "$RUNS runs each, medians in MiB. Peak RSS is VmHWM at exit; guest RAM touched is the Rss of the ${MEM_MIB} MiB guest-RAM mapping at the last moment it is mapped (dvmm: just before its teardown munmap; QEMU: at exit), both read by tests/bench/memprobe.c loaded with LD_PRELOAD. dvmm: anonymous memory, no prealloc, no THP (the defaults). RssAnon/RssFile are the process totals at exit (guest RAM included in RssAnon)."
+    echo "$RUNS runs each, medians in MiB. Peak RSS is VmHWM at exit; guest RAM touched is the Rss of the ${MEM_MIB} MiB guest-RAM mapping at the last moment it is mapped (dvmm: just before its teardown munmap; QEMU: at exit), both read by tests/bench/memprobe.c loaded with LD_PRELOAD. dvmm: anonymous memory, no prealloc, no THP (the defaults). VMM anon is RssAnon minus guest RAM touched and RssFile is the file-backed pages (the VMM binary and its shared libraries, shared with every process that maps them), both read at the guest-RAM snapshot."
     echo
-    echo "| VMM | peak RSS | guest RAM touched | VMM memory (peak − touched) | RssAnon at exit | RssFile at exit | runs ok | dvmm / this |"
+    echo "| VMM | peak RSS | guest RAM touched | VMM memory (peak − touched) | VMM anon (at snapshot) | RssFile (at snapshot) | runs ok | dvmm / this |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for vmm in "${VMMS[@]}"; do
         printf '| %s | %s | %s | **%s** | %s | %s | %s | %s |\n' "$vmm" \
             "$(kib "$(col "$vmm" 1)")" "$(kib "$(col "$vmm" 2)")" "$(kib "${OVH[$vmm]}")" \
-            "$(kib "$(col "$vmm" 4)")" "$(kib "$(col "$vmm" 5)")" \
+            "$(kib "$(col "$vmm" 7)")" "$(kib "$(col "$vmm" 5)")" \
             "$(wc -l <"$work/$vmm.kb")" "$(bench_ratio "${OVH[dvmm]}" "${OVH[$vmm]}")"
     done
     echo
