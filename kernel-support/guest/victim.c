@@ -1,7 +1,7 @@
 /* The guest-side victim for machine-check tests: it owns one page of
  * anonymous memory, tells the host its guest-physical address (from
- * /proc/self/pagemap, so it must run as root) and the CPU it is pinned to,
- * and keeps reading the page from user mode.  When the host poisons that
+ * /proc/self/pagemap, so it must run as root) and the CPU it is pinned to
+ * (0), and keeps reading the page from user mode.  When the host poisons that
  * GPA and dvmm injects the #MC, the guest kernel's memory-failure handling
  * must kill us with SIGBUS BUS_MCEERR_AR: we print that line and
  * "RECOVERED" and exit 0, so the console proves recovery end to end.  An
@@ -61,14 +61,16 @@ int main(int argc, char **argv)
         perror("victim: sigaction");
         return 1;
     }
-    /* A synthetic AR (mce-inject) goes to one vCPU: it must be the one we
-     * run on, so stay on the CPU we started on and tell the host which. */
-    cpu = sched_getcpu();
+    /* Run on CPU 0: dvmm routes an action-optional event (the host's early
+     * kill) to vCPU 0, and a synthetic AR goes to the vCPU the host names.
+     * A machine check that interrupts the guest kernel (the idle loop)
+     * instead of us is fatal to guests that grade it without MCG_SER_P
+     * (AMD), so be the one running there, in user mode. */
+    cpu = 0;
     CPU_ZERO(&cpus);
-    if (cpu >= 0)
-        CPU_SET(cpu, &cpus);
-    if (cpu < 0 || sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
-        perror("victim: pinning to one CPU");
+    CPU_SET(cpu, &cpus);
+    if (sched_setaffinity(0, sizeof(cpus), &cpus) < 0) {
+        perror("victim: pinning to CPU 0");
         return 1;
     }
     mem = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE,
