@@ -71,7 +71,7 @@ include $(wildcard tests/*/*.mk)
 # Everything `make test` runs is TAP, driven by prove.  Unit binaries run
 # twice: the -O2 build and the ASan/UBSan build.
 test: all unit asan $(TEST_DEPS)
-	prove --exec tests/lib/run-tap --timer $(UNIT_BIN) $(ASAN_BIN) $(TEST_EXTRA) tests/integration/*.t
+	prove --exec tests/lib/run-tap --timer --failures $(UNIT_BIN) $(ASAN_BIN) $(TEST_EXTRA) tests/integration/*.t
 
 # Without a usable /dev/kvm (these PVM machines), the same command runs in
 # the nested KVM host: QEMU TCG with nested SVM, see tests/lib/nested.sh.
