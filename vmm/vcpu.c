@@ -317,6 +317,9 @@ void vcpu_dump(struct vcpu *v, const char *why)
             r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15,
             s.cs.selector, s.cs.base, s.ss.selector, s.ds.selector, s.cr0,
             s.cr2, s.cr3, s.cr4, s.efer);
+    if (r.rip == 0xfff0 && s.cs.base == 0xffff0000)
+        fprintf(stderr, "  (this is the reset state: on AMD, KVM reinitialises the vCPU "
+                        "on a shutdown, so the registers at the fault are lost)\n");
     vcpu_read_guest_bytes(v, s.cs.base + r.rip, insn, sizeof(insn), &got);
     for (unsigned i = 0; i < got; i++)
         snprintf(hex + i * 3, sizeof(hex) - i * 3, "%02x ", insn[i]);
@@ -441,6 +444,10 @@ static void *vcpu_thread(void *arg)
         __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         if (!vm_vcpu_checkpoint(v->vm, v))
             break;
+        /* MCE requests are requests too: one queued (and kicked) between
+         * the last poll and the clear above would otherwise wait for the
+         * guest's next exit, forever in a guest that never exits. */
+        vm_mce_vcpu_poll(v);
         if (!v->idx && !v->vm->t[VM_T_FIRST_RUN])
             v->vm->t[VM_T_FIRST_RUN] = vm_now_ns();
         ret = ioctl(v->fd, KVM_RUN, 0);

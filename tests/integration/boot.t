@@ -47,7 +47,9 @@ if grep -q 'triple fault' "$DT_OUT/$name.err" && grep -q '^  rip ' "$DT_OUT/$nam
 else
     tap_not_ok "triple fault: the report names it and dumps the registers" "$(cat "$DT_OUT/$name.err")"
 fi
-if grep -Eq '^  code at rip: ([0-9a-f]{2} ){16}' "$DT_OUT/$name.err"; then
+if grep -q 'this is the reset state' "$DT_OUT/$name.err"; then
+    tap_skip "triple fault: the bytes at RIP: KVM on AMD (SVM) resets the vCPU on a shutdown, so RIP is the reset vector, outside RAM"
+elif grep -Eq '^  code at rip: ([0-9a-f]{2} ){16}' "$DT_OUT/$name.err"; then
     tap_ok "triple fault: the 16 instruction bytes at RIP are printed"
 else
     tap_not_ok "triple fault: the 16 instruction bytes at RIP are printed" "$(cat "$DT_OUT/$name.err")"
