@@ -254,7 +254,7 @@ render() {
     # ones: dmemfs when no dmemfs host ran, and hugetlbfs with the HVO
     # setting this host did not have.
     awk -F'\t' -v hvo="${host_hvo:-0}" -v md="$OUT/report.md" -v dat="$OUT/overhead.dat" \
-        -v kernel="$host_kernel" -v where="${host_where:-this host}" -v thp="$host_thp" '
+        -v kernel="$host_kernel" -v where="${host_where:+the }${host_where:-this host}" -v thp="$host_thp" '
     function sz(b,   a) {
         if (b == "n/a") return "n/a"
         a = b < 0 ? -b : b
@@ -273,7 +273,8 @@ render() {
         tot = sp + (vm == "n/a" ? 0 : vm) + (sec == "n/a" ? 0 : sec)
         t = pergib(tot, ram)
         ref = (reftot > 0 && !computed) ? sprintf("%.2f", t / reftot) : "—"
-        printf("| %s | %s | %s%s | %s | %s | %s [%d] | %s%s | %s |\n", label, pg(ram), pg(page),
+        printf("| %s | %s | %s%s | %s | %s | %s [%d] | %s%s | %s |\n", label, pg(ram),
+               short == "anon-thp" ? "2 MiB THP on 4 KiB base" : pg(page),
                kps == "" || kps == "n/a" ? "" : " (smaps " pg(kps * 1024) ")",
                computed ? "not measured" : sz(vm), computed ? "not measured" : sz(sec),
                sz(sp), rule_id(rule), sz(t), computed ? " (struct page only)" : "", ref) >> md
