@@ -233,9 +233,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [-n N] DVMM GUEST_ELF WORKDIR\n", argv[0]);
         return 2;
     }
-    b.dvmm = argv[optind];
-    b.guest = argv[optind + 1];
+    /* Absolute: dvmm resolves INI paths against the INI's directory. */
+    b.dvmm = realpath(argv[optind], NULL);
+    b.guest = realpath(argv[optind + 1], NULL);
     b.dir = argv[optind + 2];
+    if (!b.dvmm || !b.guest) {
+        fprintf(stderr, "mce-latency: %s: %s\n", b.dvmm ? argv[optind + 1] : argv[optind],
+                strerror(errno));
+        return 2;
+    }
     b.rtt = calloc(b.n, sizeof(uint64_t));
     b.port = calloc(b.n, sizeof(uint64_t));
     b.sent = calloc(b.n, sizeof(uint64_t));

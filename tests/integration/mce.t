@@ -24,11 +24,6 @@ if [ -z "${DT_OUT:-}" ]; then
         DT_OUT=$(mktemp -d "$(dvmm_build_dir)/tests/mce.XXXXXX") || DT_OUT=
 fi
 . tests/lib/dvmm-test.sh
-# The nested host exports DVMM_BUILD as an absolute path, which
-# dvmm-test.sh (as of this writing) prefixes with the repo root.
-case $DVMM_BUILD in
-    /*) DT_DVMM=$DVMM_BUILD/dvmm DT_GUEST=$DVMM_BUILD/testguest.elf ;;
-esac
 dt_require_build
 
 # Generous: every step below is a few KVM exits, but nested KVM under TCG
