@@ -10,6 +10,9 @@
  *   B  the victim page is gone from RAM (so this is the reboot): say so,
  *      then take an AR on a third page and leave MCIP set, so that the
  *      next machine check must shut the VM down.
+ * mce_phases=ar[,ao] runs only those cases of A and ends the check there,
+ * for injectors that cannot reboot the guest without its lost pages (QEMU's
+ * `mce` monitor command, tests/integration/qemu-mce.t).
  *
  * mcebench: the handler clears the bank and MCIP and at once writes one
  * byte (0x06) to the UART, N times; tests/bench/mce-latency times it. */
@@ -54,6 +57,8 @@
 #define BENCH_ACK		0x06
 #define BENCH_DEFAULT_N		1000
 #define COM1			0x3f8
+#define PHASE_AR		(1 << 0)
+#define PHASE_AO		(1 << 1)
 
 /* What the #MC hook saw; it runs with no context argument, so this is
  * the one place it can leave its record. */
@@ -227,7 +232,40 @@ static bool mce_take(struct check_ctx *c, const struct mce_case *k, const char *
 	return true;
 }
 
-static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout)
+/* mce_phases= as PHASE_* bits: 0 when absent (dvmm's full run), -1 when
+ * malformed. */
+static int mce_phases(const char *cmdline)
+{
+	size_t len;
+	const char *v = cmdline_find(cmdline, "mce_phases", &len);
+	int mask = 0;
+
+	if (!v)
+		return 0;
+	while (len) {
+		size_t w = 0;
+
+		while (w < len && v[w] != ',')
+			w++;
+		if (w == 2 && !strncmp(v, "ar", 2))
+			mask |= PHASE_AR;
+		else if (w == 2 && !strncmp(v, "ao", 2))
+			mask |= PHASE_AO;
+		else
+			return -1;
+		v += w;
+		len -= w;
+		if (len) {
+			v++;
+			len--;
+		}
+	}
+	return mask ? mask : -1;
+}
+
+/* phases: PHASE_* bits to run and then return; 0 for all of them followed
+ * by the reboot into phase B. */
+static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, int phases)
 {
 	const struct mce_case cases[] = {
 		{ "ar", victim, AR_MCG_STATUS, AR_MCI_STATUS },
@@ -237,6 +275,8 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout)
 	uint64_t start;
 
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (phases && !(phases & (1 << i)))
+			continue;
 		if (!page_is_ram(c->bi, cases[i].gpa)) {
 			check_fail(c, "victim GPA 0x%lx is not e820 RAM", cases[i].gpa);
 			return;
@@ -250,6 +290,10 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout)
 		/* Retired: never touched again by this boot; the VMM keeps it
 		 * out of the next one. */
 		console_printf("# mce: retired page 0x%lx\n", cases[i].gpa);
+	}
+	if (phases) {
+		console_puts("# mce: mce_phases done, no reboot\n");
+		return;
 	}
 	console_puts("# mce: rebooting\n");
 	outb(0x64, 0xfe);
@@ -308,15 +352,20 @@ void check_mce(struct check_ctx *c)
 {
 	uint64_t victim = DEFAULT_VICTIM;
 	int rc = cmdline_get_u64(c->bi->cmdline, "mce_victim", true, &victim);
+	int phases = mce_phases(c->bi->cmdline);
 
 	if (rc < 0 || victim % PAGE || victim + 3 * PAGE > c->mapped_top) {
 		check_fail(c, "mce_victim must be a page address inside the identity map");
 		return;
 	}
+	if (phases < 0) {
+		check_fail(c, "mce_phases must be a comma-separated list of ar and ao");
+		return;
+	}
 	if (!mce_enable(c))
 		return;
-	if (page_is_ram(c->bi, victim))
-		mce_phase_a(c, victim, mce_timeout_cycles(c));
+	if (phases || page_is_ram(c->bi, victim))
+		mce_phase_a(c, victim, mce_timeout_cycles(c), phases);
 	else if (victim < bootinfo_ram_top(c->bi))
 		mce_phase_b(c, victim, mce_timeout_cycles(c));
 	else
