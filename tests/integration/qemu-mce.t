@@ -1,0 +1,233 @@
+#!/bin/bash
+# Cross-check of machine-check delivery against an independent injector:
+# the test guest's `mce` check runs under QEMU (TCG, no KVM needed) and
+# QEMU's own monitor command `mce` injects the errors, with the encoding
+# dvmm promises (DESIGN.md "Memory-failure routing").  When the guest's #MC
+# handler accepts QEMU's AR and AO bit for bit, dvmm's encoding (mce.t) and
+# the guest's expectations agree with QEMU's, not merely with each other.
+#
+# The HMP commands go through QMP's human-monitor-command on a pipe
+# chardev (plain FIFOs: no socat or nc needed), so each one has a reply to
+# check: empty when QEMU injected, its complaint otherwise.  The guest runs
+# with mce_phases= so it ends after the injections instead of rebooting
+# (the reboot without the lost pages is dvmm-only behaviour).
+# Expects an already built guest: $DVMM_BUILD/testguest.elf (default build/).
+. "$(dirname "$0")/../lib/tap.sh"
+
+root=$(tap_repo_root) || tap_bail_out "cannot find the repository root"
+cd "$root" || tap_bail_out "cannot cd to $root"
+ELF=${DVMM_BUILD:-build}/testguest.elf
+QEMU=${QEMU:-qemu-system-x86_64}
+# Each step takes well under a second under TCG; the bound is for a host
+# that is busy with other tests.
+WAIT_S=${DVMM_QEMU_MCE_WAIT:-30}
+
+command -v "$QEMU" >/dev/null 2>&1 || tap_skip_all "$QEMU not installed"
+[ -f "$ELF" ] || tap_skip_all "$ELF not built (make ${DVMM_BUILD:+BUILD=$DVMM_BUILD} guest)"
+
+# The encoding under test, as QEMU's monitor spells it:
+#   mce [-b] cpu bank status mcgstatus addr misc
+AR_HMP="mce 0 9 0xBD80000000000134 0x7"
+AO_HMP="mce 0 9 0xBD000000000000C0 0x5"
+MISC=0x8c
+V_AR=0x2000000 V_AO=0x2001000 V_BAD=0x3000000
+MCG_SER_P=$((1 << 24))
+
+tap_plan 11
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/qemu-mce.XXXXXX") || tap_bail_out "mktemp failed"
+Q_PID="" CAT_PID=""
+cleanup() {
+	[ -n "$Q_PID" ] && kill "$Q_PID" 2>/dev/null
+	[ -n "$CAT_PID" ] && kill "$CAT_PID" 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# q_start NAME CMDLINE: QEMU in the background with the guest's console in
+# $CON and every QMP line in $QMP_LOG; fd 3 writes QMP commands.
+q_start() {
+	local name=$1 cmdline=$2
+	CON=$WORK/$name.console QMP_LOG=$WORK/$name.qmp Q_ERR=$WORK/$name.stderr
+	mkfifo "$WORK/$name.qmp.in" "$WORK/$name.qmp.out" || tap_bail_out "mkfifo failed"
+	: >"$CON"
+	Q_T0=$(now_ms)
+	# timeout(1) directly, so that Q_PID is timeout and QEMU its only child.
+	timeout --kill-after=10 $((WAIT_S * 4)) "$QEMU" -M pc -cpu max -m 256M -smp 1 \
+		-nodefaults -display none -no-reboot \
+		-device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+		-chardev pipe,id=qmp,path="$WORK/$name.qmp" -mon chardev=qmp,mode=control \
+		-serial file:"$CON" -kernel "$ELF" -append "$cmdline" \
+		</dev/null >"$Q_ERR" 2>&1 &
+	Q_PID=$! Q_RC=""
+	# Read-write opens never block on a FIFO, so a QEMU that dies before
+	# opening its ends cannot hang the script; cat is killed by q_finish.
+	cat <>"$WORK/$name.qmp.out" >"$QMP_LOG" &
+	CAT_PID=$!
+	exec 3<>"$WORK/$name.qmp.in"
+	echo '{"execute": "qmp_capabilities"}' >&3
+}
+
+# q_alive: QEMU still running (its exit status lands in Q_RC otherwise).
+q_alive() {
+	[ -z "$Q_RC" ] || return 1
+	kill -0 "$Q_PID" 2>/dev/null && return 0
+	wait "$Q_PID"
+	Q_RC=$?
+	return 1
+}
+
+# wait_for FILE REGEX: until FILE has a matching line; fails when QEMU exits
+# first or WAIT_S passes.
+wait_for() {
+	local i
+	for ((i = 0; i < WAIT_S * 20; i++)); do
+		grep -Eq -- "$2" "$1" && return 0
+		q_alive || { grep -Eq -- "$2" "$1"; return; }
+		sleep 0.05
+	done
+	return 1
+}
+
+# q_finish: QEMU's exit status in Q_RC (killed after WAIT_S), the run's
+# wall time in Q_MS, fd 3 and the QMP reader closed.
+q_finish() {
+	local i
+	for ((i = 0; i < WAIT_S * 20; i++)); do
+		q_alive || break
+		sleep 0.05
+	done
+	if q_alive; then
+		kill "$Q_PID" 2>/dev/null
+		wait "$Q_PID"
+		Q_RC="killed ($?)"
+	fi
+	Q_MS=$(($(now_ms) - Q_T0))
+	Q_PID=""
+	exec 3>&-
+	kill "$CAT_PID" 2>/dev/null
+	wait "$CAT_PID" 2>/dev/null
+	CAT_PID=""
+}
+
+# console_tail: the last lines of the guest console and QEMU's stderr.
+console_tail() {
+	printf 'console:\n%s\nqemu stderr:\n%s\n' "$(tail -n 15 "$CON")" "$(tail -n 5 "$Q_ERR")"
+}
+
+# step_ok DESCRIPTION REGEX: ok when the console gets a matching line.
+step_ok() {
+	if wait_for "$CON" "$2"; then
+		tap_ok "$1"
+		grep -E -- "$2" "$CON" | head -n 1 | sed "s/^/console: /" | tap_diag -
+	else
+		tap_not_ok "$1" "no console line /$2/ within ${WAIT_S}s (QEMU exit: ${Q_RC:-running})" \
+			"$(console_tail)"
+	fi
+}
+
+# hmp_ok ID COMMAND AR: send COMMAND through human-monitor-command; ok
+# when QEMU answers with empty output (it prints only when it refuses or had
+# to reset the CPU, e.g. "Triple fault" when CR4.MCE is clear) and its
+# MEMORY_FAILURE event, sent before the reply, says it injected into the
+# guest with action-required AR (true/false): QEMU's own reading of
+# MCi_STATUS.AR agrees with the kind dvmm gives the encoding.
+hmp_ok() {
+	local id=$1 cmd=$2 ar=$3 reply event desc
+	desc="QEMU monitor injected it as action-required=$ar: $cmd"
+	printf '{"execute": "human-monitor-command", "arguments": {"command-line": "%s"}, "id": "%s"}\n' \
+		"$cmd" "$id" >&3
+	HMP_T0=$(now_ms)
+	if ! wait_for "$QMP_LOG" "\"id\": \"$id\""; then
+		tap_not_ok "$desc" "no QMP reply within ${WAIT_S}s" \
+			"qmp:" "$(tail -n 5 "$QMP_LOG")" "$(console_tail)"
+		return
+	fi
+	reply=$(grep -F "\"id\": \"$id\"" "$QMP_LOG" | head -n 1)
+	event=$(grep -F '"event": "MEMORY_FAILURE"' "$QMP_LOG" | tail -n 1)
+	if ! printf '%s' "$reply" | grep -Fq '"return": ""'; then
+		tap_not_ok "$desc" "reply: $reply"
+	elif ! printf '%s' "$event" | grep -Fq "\"action-required\": $ar" ||
+		! printf '%s' "$event" | grep -Fq '"recipient": "guest", "action": "inject"'; then
+		tap_not_ok "$desc" "MEMORY_FAILURE event: ${event:-none}"
+	else
+		tap_ok "$desc"
+	fi
+}
+
+# delivered_ok KIND REGEX: the guest's verdict on the last injection, with
+# the time from the monitor command to the guest's line as a diagnostic.
+delivered_ok() {
+	local kind=$1 re=$2
+	step_ok "guest #MC handler: QEMU's $kind matches dvmm's encoding bit for bit" "$re"
+	tap_diag "$kind: monitor command to guest verdict in $(($(now_ms) - HMP_T0)) ms (polled every 50 ms)"
+}
+
+# ---- run 1: AR then AO, as dvmm injects them --------------------------------
+q_start arao "dvmmtest=mce mce_phases=ar,ao mce_timeout=$((WAIT_S * 2))"
+step_ok "guest armed its #MC handler and announced the AR victim" \
+	"^# mce: victim gpa $V_AR kind ar$"
+
+cap=$(sed -n 's/^# mce: MCG_CAP \(0x[0-9a-f]*\) .*/\1/p' "$CON" | head -n 1)
+if [ -n "$cap" ] && (((cap & 0xff) > 9 && (cap & MCG_SER_P))); then
+	tap_ok "QEMU TCG's MCG_CAP has bank 9 and MCG_SER_P (what dvmm sets up)"
+	tap_diag "MCG_CAP $cap: $((cap & 0xff)) banks, MCG_SER_P set"
+else
+	tap_not_ok "QEMU TCG's MCG_CAP has bank 9 and MCG_SER_P (what dvmm sets up)" \
+		"MCG_CAP ${cap:-not reported}" "$(console_tail)"
+fi
+
+hmp_ok ar "$AR_HMP $V_AR $MISC" true
+delivered_ok AR "^ok [0-9]+ - mce ar delivered: MCG_STATUS 0x7 MC9_STATUS 0xbd80000000000134 MC9_ADDR $V_AR MC9_MISC 0x8c "
+
+step_ok "guest announced the AO victim" "^# mce: victim gpa $V_AO kind ao$"
+hmp_ok ao "$AO_HMP $V_AO $MISC" false
+delivered_ok AO "^ok [0-9]+ - mce ao delivered: MCG_STATUS 0x5 MC9_STATUS 0xbd000000000000c0 MC9_ADDR $V_AO MC9_MISC 0x8c "
+
+q_finish
+why=""
+[ "$Q_RC" = 1 ] || why="QEMU exit status $Q_RC, wanted 1 (debug-exit 0)"
+[ -z "$why" ] && grep -q '^not ok' "$CON" && why="guest reported a failure"
+[ -z "$why" ] && ! grep -q '^# mce: mce_phases done, no reboot$' "$CON" && why="no 'mce_phases done' line"
+[ -z "$why" ] && ! grep -q '^ok 1 - mce$' "$CON" && why="no 'ok 1 - mce' line"
+if [ -z "$why" ]; then
+	tap_ok "mce_phases=ar,ao: the guest ends after AO with a pass, no reboot"
+else
+	tap_not_ok "mce_phases=ar,ao: the guest ends after AO with a pass, no reboot" "$why" "$(console_tail)"
+fi
+tap_diag "run 1 (boot, AR, AO, exit): ${Q_MS} ms"
+
+# ---- run 2: the handler must reject an encoding that is off by one bit ------
+# AR without EIPV in MCG_STATUS: QEMU injects it, the guest must say no.
+q_start bad "dvmmtest=mce mce_phases=ar mce_victim=$V_BAD mce_timeout=$((WAIT_S * 2))"
+if wait_for "$CON" "^# mce: victim gpa $V_BAD kind ar$"; then
+	hmp_ok bad "mce 0 9 0xBD80000000000134 0x5 $V_BAD $MISC" true
+	q_finish
+	if [ "$Q_RC" = 3 ] &&
+		grep -Eq "^not ok [0-9]+ - mce ar delivered # 1 events; MCG_STATUS 0x5 \(want 0x7\)" "$CON"; then
+		tap_ok "guest rejects an AR whose MCG_STATUS lacks EIPV (QEMU exit 3)"
+	else
+		tap_not_ok "guest rejects an AR whose MCG_STATUS lacks EIPV (QEMU exit 3)" \
+			"QEMU exit status $Q_RC" "$(console_tail)"
+	fi
+else
+	q_finish
+	tap_not_ok "QEMU monitor injected an AR without EIPV" "guest never announced $V_BAD" \
+		"$(console_tail)"
+	tap_not_ok "guest rejects an AR whose MCG_STATUS lacks EIPV (QEMU exit 3)" "not reached"
+fi
+
+# ---- run 3: a malformed mce_phases fails the check before arming ------------
+q_start badopt "dvmmtest=mce mce_phases=ar,reboot"
+q_finish
+if [ "$Q_RC" = 3 ] && grep -q '^not ok 1 - mce # mce_phases must be' "$CON" &&
+	! grep -q '^# mce: victim' "$CON"; then
+	tap_ok "mce_phases=ar,reboot is refused before any victim is announced"
+else
+	tap_not_ok "mce_phases=ar,reboot is refused before any victim is announced" \
+		"QEMU exit status $Q_RC" "$(console_tail)"
+fi
+
+tap_done
