@@ -7,7 +7,7 @@
 if (!exists("datafile")) datafile = 'build/overhead/overhead.dat'
 if (!exists("outfile")) outfile = 'build/overhead/overhead.svg'
 
-set terminal svg size 960,540 dynamic enhanced font "sans,12" background rgb "white"
+set terminal svg size 1100,540 dynamic enhanced font "sans,12" background rgb "white"
 set output outfile
 set title "Host overhead per GiB of guest RAM (struct page computed, page tables measured)"
 set ylabel "KiB per GiB of guest RAM"
