@@ -274,6 +274,11 @@ fi
 # kills the task for one in user mode only with McaOverflowRecov.
 tap_diag "guest CPU: $(tr -d '\r' <"$con" | grep -m1 -o 'smpboot: CPU0: .*')"
 grep -E 'MCG_SER_P|machine-check shutdown|mce' "$err" | head -n 5 | tap_diag -
+if tr -d '\r' <"$con" | grep -q 'Uncorrected error without MCA Recovery'; then
+    tap_diag "why: Linux's AMD rules panic on any uncorrected error unless CPUID 0x80000007 EBX[1] (SUCCOR) is set, and dvmm's guest CPUID does not set it"
+elif tr -d '\r' <"$con" | grep -q 'Uncorrected unrecoverable error in kernel context'; then
+    tap_diag "why: the #MC interrupted guest kernel code, which Linux's AMD rules always treat as fatal (an AO included)"
+fi
 
 # 13-15: dvmm's JSON MCE log.
 tap_diag "MCE log:" "$(cat "$log")"
