@@ -76,7 +76,7 @@ test: all unit asan $(TEST_DEPS)
 # Without a usable /dev/kvm (these PVM machines), the same command runs in
 # the nested KVM host: QEMU TCG with nested SVM, see tests/lib/nested.sh.
 run: all $(RUN_DEPS)
-	@if { : <>/dev/kvm; } 2>/dev/null; then \
+	@if [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then \
 		$(BUILD)/dvmm run configs/default.ini; \
 	else \
 		echo "make run: no usable /dev/kvm here; booting inside the nested KVM host (QEMU TCG + nested SVM, ~30 s)" >&2; \

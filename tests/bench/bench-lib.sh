@@ -48,7 +48,7 @@ bench_require() {
     done
     command -v "$BENCH_QEMU" >/dev/null ||
         { echo "bench: no $BENCH_QEMU (package qemu-system-x86)" >&2; return 1; }
-    { : <>/dev/kvm; } 2>/dev/null ||
+    { [ -c /dev/kvm ] && { : <>/dev/kvm; }; } 2>/dev/null ||
         { echo "bench: /dev/kvm is not usable here" >&2; return 1; }
     mkdir -p "$BENCH_OUT"
 }

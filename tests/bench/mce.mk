@@ -11,7 +11,7 @@ bench: $(BUILD)/bench/mce-latency
 
 bench-mce: $(BUILD)/bench/mce-latency $(BUILD)/dvmm $(GUEST_ELF)
 	@mkdir -p $(BUILD)/bench/mce-run
-	@if { : <>/dev/kvm; } 2>/dev/null; then \
+	@if [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then \
 		$< -n $(MCE_BENCH_N) $(BUILD)/dvmm $(GUEST_ELF) $(abspath $(BUILD))/bench/mce-run; \
 	else \
 		echo "bench-mce: no usable /dev/kvm here; running in the nested KVM host" >&2; \
