@@ -38,24 +38,7 @@ qemu_blk() {
 	[ -s "$OUT" ] || printf '%s\n' "$raw" | tail -n 20 >"$OUT"
 }
 
-# expect DESC WANT_RC [REGEX...]: one TAP line for the last qemu_blk.
-expect() {
-	local desc=$1 want=$2 re why=""
-	shift 2
-	[ "$RC" -eq "$want" ] || why="QEMU exit status $RC, wanted $want"
-	if [ -z "$why" ] && [ "$want" -eq 1 ] && grep -q '^not ok' "$OUT"; then
-		why="guest reported a failure"
-	fi
-	for re in "$@"; do
-		[ -n "$why" ] && break
-		grep -Eq -- "$re" "$OUT" || why="no line matching /$re/"
-	done
-	if [ -z "$why" ]; then
-		tap_ok "$desc"
-	else
-		tap_not_ok "$desc" "$why" "$(tail -n 25 "$OUT")"
-	fi
-}
+. tests/lib/qemu-expect.sh
 
 # image_has DESC IMAGE QUEUES SIG: the guest's data reached the file.
 image_has() {

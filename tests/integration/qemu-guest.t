@@ -35,28 +35,7 @@ qemu_run() {
 	fi
 }
 
-# expect DESC WANT_RC [REGEX...]: one TAP line for the last qemu_run.  With
-# WANT_RC 1 (all passed) no "not ok" may appear; each REGEX must match.
-expect() {
-	local desc=$1 want=$2 re why=""
-	shift 2
-	[ "$RC" -eq "$want" ] || why="QEMU exit status $RC, wanted $want"
-	if [ -z "$why" ] && [ "$want" -eq 1 ] && grep -q '^not ok' "$OUT"; then
-		why="guest reported a failure"
-	fi
-	if [ -z "$why" ] && ! grep -q '^# dvmm test guest' "$OUT"; then
-		why="no banner from the guest"
-	fi
-	for re in "$@"; do
-		[ -n "$why" ] && break
-		grep -Eq -- "$re" "$OUT" || why="no line matching /$re/"
-	done
-	if [ -z "$why" ]; then
-		tap_ok "$desc"
-	else
-		tap_not_ok "$desc" "$why" "$(tail -n 25 "$OUT")"
-	fi
-}
+. tests/lib/qemu-expect.sh    # expect DESC WANT_RC [REGEX...]
 
 qemu_run pc 256M 1 "dvmmtest=boot,mem,smp,trap expect_mem=256M expect_cpus=1"
 expect "pc, 1 cpu: boot,mem,smp,trap" 1 '^ok 3 - smp' '^ok 4 - trap' '^# mem: [0-9]+ pages'
