@@ -153,6 +153,8 @@ lm_wait() {
             return 0
         fi
         lm_alive || { tr -d '\r' <"$con" | grep -Eq -- "$re" && at[$name]=${at[exit]}; return; }
+        # Keep a copy that outlives a nested host that dies with its /tmp.
+        lm_save
         sleep 1
     done
 }
