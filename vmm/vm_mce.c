@@ -85,6 +85,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
     struct kvm_x86_mce mce;
     uint64_t first_gpa;
     const char *blocked;
+    bool was_poisoned;
     int ret;
 
     clock_gettime(CLOCK_REALTIME, &ev.time);
@@ -105,6 +106,11 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         return;
     }
     ev.gpa_known = true;
+    /* An AO for a page already reported (the kernel's early-kill AO often
+     * follows the AR that KVM raised for the same page) tells the guest
+     * nothing new, and injecting it while the AR is still being handled
+     * would shut the guest down. */
+    was_poisoned = gm_poison_query(&vm->gm, ev.gpa);
     /* The whole failed unit (a dmemfs dpage, a huge page) is gone for good. */
     if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)pr.start, &first_gpa) < 0)
         first_gpa = ev.gpa;
@@ -120,6 +126,15 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         return;
     }
     blocked = vm_mce_blocked(v);
+    if (sig->kind == MCE_AO && (was_poisoned || blocked)) {
+        /* Action-optional means the guest may ignore it; a machine check
+         * while MCIP is set cannot be delivered, only shut the guest down. */
+        ev.reason = was_poisoned ? "not injected: page already reported"
+                                 : "not injected: optional event while a machine "
+                                   "check is in progress (MCIP set)";
+        vm_mce_log(vm, &ev);
+        return;
+    }
     mce_encode(sig->kind, ev.gpa, &mce);
     if (ioctl(v->fd, KVM_X86_SET_MCE, &mce) < 0) {
         ev.reason = strerror(errno);
