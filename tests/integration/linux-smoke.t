@@ -110,10 +110,36 @@ if [ -z "$expected" ]; then
 fi
 
 # 2: the boot itself.
+# In the nested KVM host a full Linux boot under nested SVM on QEMU TCG has
+# wedged the nested host's own KVM (one CI run in three: every process in
+# it stopped, timeouts included).  There dvmm is stopped with SIGTERM once
+# the last asserted early-boot line is on the console, and the end-of-boot
+# checks are skips; DVMM_LINUX_SMOKE_FULL=1 asks for the full boot anyway.
 start=$(date +%s.%N)
-run_with_timeout "$limit" "$dvmm" run "$out/linux-smoke.ini" "${sets[@]}" \
-    </dev/null >"$out/dvmm.stdout" 2>"$out/dvmm.stderr"
-rc=$?
+if [ "$full_boot" = yes ] && [ -n "${DVMM_NESTED:-}" ] && [ -z "${DVMM_LINUX_SMOKE_FULL:-}" ]; then
+    full_boot="not attempted in the nested KVM host (Linux under nested SVM on QEMU TCG can wedge the nested host; DVMM_LINUX_SMOKE_FULL=1 tries it): dvmm was stopped after the early-boot lines"
+    "$dvmm" run "$out/linux-smoke.ini" "${sets[@]}" \
+        </dev/null >"$out/dvmm.stdout" 2>"$out/dvmm.stderr" &
+    pid=$!
+    end=$(($(date +%s) + limit))
+    while kill -0 "$pid" 2>/dev/null; do
+        if grep -q "Allowing $vcpus CPUs" "$tmp/console.log" 2>/dev/null ||
+            [ "$(date +%s)" -ge "$end" ]; then
+            kill -TERM "$pid" 2>/dev/null
+            break
+        fi
+        sleep 1
+    done
+    # SIGTERM is a clean shutdown (vCPUs joined); KILL only if that hangs.
+    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+else
+    run_with_timeout "$limit" "$dvmm" run "$out/linux-smoke.ini" "${sets[@]}" \
+        </dev/null >"$out/dvmm.stdout" 2>"$out/dvmm.stderr"
+    rc=$?
+fi
 cp "$tmp/console.log" "$out/console.log" 2>/dev/null
 took=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 console=$(tr -d '\r' <"$out/console.log" 2>/dev/null)
