@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "tests/unit/test_fake_root.h"
+
 #include "guest-mem/gm.h"
 
 #define G GM_GiB
@@ -27,24 +29,6 @@ struct fixture {
     struct gm_host host;
     char err[512];
 };
-
-/* mkdir -p of the file's directory, then write it. */
-static void put(const char *root, const char *rel, const char *text)
-{
-    char path[PATH_MAX * 2];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s%s", root, rel);
-    for (char *s = strchr(path + strlen(root) + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        mkdir(path, 0755);
-        *s = '/';
-    }
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static void unput(const char *root, const char *rel)
 {

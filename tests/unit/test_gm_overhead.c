@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tests/unit/test_fake_root.h"
 #include <json-c/json.h>
 
 #include "guest-mem/gm.h"
@@ -22,23 +24,6 @@
 
 #define G GM_GiB
 #define M GM_MiB
-
-static void put(const char *root, const char *rel, const char *text)
-{
-    char path[PATH_MAX * 2];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s%s", root, rel);
-    for (char *s = strchr(path + strlen(root) + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        mkdir(path, 0755);
-        *s = '/';
-    }
-    f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static void test_struct_page_rules(void **state)
 {
