@@ -24,7 +24,7 @@ cd "$(dirname "$0")/../.." || exit 1
 # KVM on TCG are slow), 1 GiB where the backend's pages are 1 GiB.
 MT_RAM=256M
 MT_RAM_KB=262144
-MT_TIMEOUT=${MT_TIMEOUT:-900}
+MT_TIMEOUT=${MT_TIMEOUT:-300}
 MT_GUEST_TESTS=15    # part 2's test count, for skips and early ends
 MT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-memory.XXXXXX") || tap_bail_out "mktemp failed"
 MT_MOUNTS=()         # hugetlbfs instances we mounted
