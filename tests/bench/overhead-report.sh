@@ -26,6 +26,7 @@ set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 . "$ROOT/tests/lib/kvm-env.sh"
+. "$ROOT/tests/lib/hugetlb.sh"
 
 BUILD_DIR=${DVMM_BUILD:-build}
 case $BUILD_DIR in /*) ;; *) BUILD_DIR=$ROOT/$BUILD_DIR ;; esac
@@ -50,47 +51,14 @@ size_kb() {
 # Collection (needs KVM)
 ###########################################################################
 
-C_TMP="" C_MOUNTS=() C_RESTORE=()
-
-c_release() {
-    local r
-    for r in "${C_RESTORE[@]}"; do
-        echo "${r#* }" >"${r%% *}" 2>/dev/null
-    done
-    C_RESTORE=()
-}
+C_TMP=""
 
 c_cleanup() {
-    local m
-    for m in "${C_MOUNTS[@]}"; do
-        umount "$m" 2>/dev/null
-    done
-    c_release
+    hugetlb_cleanup
     [ -n "$C_TMP" ] && rm -rf "$C_TMP"
 }
 
-# c_reserve KB COUNT: COUNT free huge pages of KB kB, or C_WHY says why not.
-c_reserve() {
-    local d=/sys/kernel/mm/hugepages/hugepages-${1}kB nr free resv want
-    [ -d "$d" ] || { C_WHY="the kernel has no $1 kB huge pages"; return 1; }
-    nr=$(cat "$d/nr_hugepages") free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
-    [ $((free - resv)) -ge "$2" ] && return 0
-    want=$((nr + $2 - (free - resv)))
-    C_RESTORE+=("$d/nr_hugepages $nr")
-    echo "$want" >"$d/nr_hugepages" 2>/dev/null
-    free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
-    if [ $((free - resv)) -lt "$2" ]; then
-        C_WHY="could reserve only $((free - resv)) of $2 $1 kB huge pages"
-        return 1
-    fi
-}
 
-# c_mount PAGESIZE: a hugetlbfs instance in C_DIR.
-c_mount() {
-    C_DIR=$(mktemp -d "$C_TMP/hugetlbfs-$1.XXXXXX") || return 1
-    mount -t hugetlbfs -o "pagesize=$1" none "$C_DIR" 2>/dev/null || return 1
-    C_MOUNTS+=("$C_DIR")
-}
 
 # c_skip KEY LABEL REASON: record a backend that could not run.
 c_skip() {
@@ -195,16 +163,16 @@ collect() {
         count=$((ram_kb / kb))
         if [ "$(id -u)" -ne 0 ]; then
             c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "reserving huge pages needs root"
-        elif ! c_reserve "$kb" "$count"; then
-            c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "$C_WHY"
-        elif ! c_mount "$pages"; then
+        elif ! hugetlb_reserve "$kb" "$count"; then
+            c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "$HT_WHY"
+        elif ! hugetlb_mount "$pages" "$C_TMP"; then
             c_skip "hugetlbfs-$pages" "hugetlbfs $pages" "mount -t hugetlbfs -o pagesize=$pages failed"
         else
             c_run "hugetlbfs-$pages" "hugetlbfs $pages" \
-                --set memory.backend=hugetlbfs --set "memory.path=$C_DIR"
-            umount "$C_DIR" 2>/dev/null
+                --set memory.backend=hugetlbfs --set "memory.path=$HT_DIR"
+            umount "$HT_DIR" 2>/dev/null
         fi
-        c_release
+        hugetlb_release
     done
 
     # memfd after the huge-page runs: its 4 KiB shmem faults are the slowest

@@ -19,6 +19,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/kvm-env.sh
 . tests/lib/dvmm-test.sh
+. tests/lib/hugetlb.sh
 
 # Guest RAM: small where the page size allows (4 KiB faults under nested
 # KVM on TCG are slow), 1 GiB where the backend's pages are 1 GiB.
@@ -27,55 +28,16 @@ MT_RAM_KB=262144
 MT_TIMEOUT=${MT_TIMEOUT:-300}
 MT_GUEST_TESTS=15    # part 2's test count, for skips and early ends
 MT_TMP=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-memory.XXXXXX") || tap_bail_out "mktemp failed"
-MT_MOUNTS=()         # hugetlbfs instances we mounted
-MT_RESTORE=()        # "sysfs-file old-value" pairs to write back
 
 mt_cleanup() {
-    local m
-    for m in "${MT_MOUNTS[@]}"; do
-        umount "$m" 2>/dev/null
-    done
-    mt_release
+    hugetlb_cleanup
     rm -rf "$MT_TMP"
 }
 trap mt_cleanup EXIT
 
-# Give reserved huge pages back now (also done at exit).
-mt_release() {
-    local r
-    for r in "${MT_RESTORE[@]}"; do
-        echo "${r#* }" >"${r%% *}" 2>/dev/null
-    done
-    MT_RESTORE=()
-}
 
-mt_hp_dir() { echo "/sys/kernel/mm/hugepages/hugepages-${1}kB"; }
 
-# mt_mount_hugetlbfs PAGESIZE(2M|1G): a fresh mount point in MT_DIR, or
-# fail.  (Not called in $(...): MT_MOUNTS must survive for the cleanup.)
-mt_mount_hugetlbfs() {
-    MT_DIR=$(mktemp -d "$MT_TMP/hugetlbfs-$1.XXXXXX") || return 1
-    mount -t hugetlbfs -o "pagesize=$1" none "$MT_DIR" 2>/dev/null || return 1
-    MT_MOUNTS+=("$MT_DIR")
-}
 
-# mt_reserve KB COUNT: make COUNT huge pages of KB kB free; the old pool size
-# is written back by mt_release.  Fails with the reason in MT_WHY.
-mt_reserve() {
-    local d nr free resv want
-    d=$(mt_hp_dir "$1")
-    [ -d "$d" ] || { MT_WHY="the kernel has no $1 kB huge pages ($d missing)"; return 1; }
-    nr=$(cat "$d/nr_hugepages") free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
-    [ $((free - resv)) -ge "$2" ] && return 0
-    want=$((nr + $2 - (free - resv)))
-    MT_RESTORE+=("$d/nr_hugepages $nr")
-    echo "$want" >"$d/nr_hugepages" 2>/dev/null
-    free=$(cat "$d/free_hugepages") resv=$(cat "$d/resv_hugepages")
-    if [ $((free - resv)) -lt "$2" ]; then
-        MT_WHY="could reserve only $((free - resv)) of $2 free $1 kB huge pages (nr_hugepages=$want)"
-        return 1
-    fi
-}
 
 ###########################################################################
 # Part 1: config errors
@@ -142,18 +104,18 @@ mt_config_tests() {
         return
     fi
 
-    if [ ! -d "$(mt_hp_dir 1048576)" ]; then
+    if [ ! -d "$(hugetlb_pool_dir 1048576)" ]; then
         tap_skip "the kernel has no 1 GiB huge pages (no pdpe1gb?)"
-    elif ! mt_mount_hugetlbfs 1G; then
+    elif ! hugetlb_mount 1G "$MT_TMP"; then
         tap_skip "mount -t hugetlbfs -o pagesize=1G failed"
     else
-        mt_ini not-multiple 1536M "backend = hugetlbfs" "path = $MT_DIR"
+        mt_ini not-multiple 1536M "backend = hugetlbfs" "path = $HT_DIR"
         mt_bad not-multiple "vm.memory = 1536M on 1 GiB pages: exit 2, one line" \
             "vm\.memory=1536M is not a multiple of the hugetlbfs page size 1G of memory\.path="
     fi
 
     # Ask for 8 more 2 MiB pages than are free, whatever this host's pool holds.
-    d=$(mt_hp_dir 2048)
+    d=$(hugetlb_pool_dir 2048)
     free=$(cat "$d/free_hugepages" 2>/dev/null || echo 0)
     resv=$(cat "$d/resv_hugepages" 2>/dev/null || echo 0)
     need=$(( (free - resv + 8) * 2 ))
@@ -163,10 +125,10 @@ mt_config_tests() {
         tap_skip "the kernel has no 2 MiB huge pages"
     elif [ "$need" -ge "$memtotal" ]; then
         tap_skip "this host's 2 MiB pool has ~$free free pages: more than host RAM would be needed to exceed it"
-    elif ! mt_mount_hugetlbfs 2M; then
+    elif ! hugetlb_mount 2M "$MT_TMP"; then
         tap_skip "mount -t hugetlbfs -o pagesize=2M failed"
     else
-        mt_ini too-few-pages "${need}M" "backend = hugetlbfs" "path = $MT_DIR"
+        mt_ini too-few-pages "${need}M" "backend = hugetlbfs" "path = $HT_DIR"
         mt_bad too-few-pages "vm.memory = ${need}M with fewer free 2 MiB pages: exit 2, one line" \
             "memory\.backend=hugetlbfs: vm\.memory=${need}M needs $((need / 2)) pages of 2M but only -?[0-9]+ are free"
     fi
@@ -329,25 +291,25 @@ mt_guest_tests() {
             tap_skip "$label: reserving huge pages and mounting hugetlbfs need root" 3
             continue
         fi
-        if ! mt_reserve "$kb" "$count"; then
-            mt_release
-            tap_skip "$label: $MT_WHY" 3
+        if ! hugetlb_reserve "$kb" "$count"; then
+            hugetlb_release
+            tap_skip "$label: $HT_WHY" 3
             continue
         fi
-        if ! mt_mount_hugetlbfs "$pages"; then
-            mt_release
+        if ! hugetlb_mount "$pages" "$MT_TMP"; then
+            hugetlb_release
             tap_skip "$label: mount -t hugetlbfs -o pagesize=$pages failed" 3
             continue
         fi
-        dir=$MT_DIR
-        tap_diag "$label: pool $(mt_hp_dir "$kb"): nr_hugepages=$(cat "$(mt_hp_dir "$kb")/nr_hugepages"), mounted on $dir"
+        dir=$HT_DIR
+        tap_diag "$label: pool $(hugetlb_pool_dir "$kb"): nr_hugepages=$(cat "$(hugetlb_pool_dir "$kb")/nr_hugepages"), mounted on $dir"
         mt_live "hugetlbfs-$pages" "$mib" --set memory.backend=hugetlbfs --set "memory.path=$dir"
         mt_mem_passed "hugetlbfs-$pages" "$label: guest mem check passes"
         mt_field_is "hugetlbfs-$pages" KernelPageSize "$kb" \
             "$label: smaps shows KernelPageSize: $kb kB for guest RAM"
         mt_hugetlb_all "hugetlbfs-$pages" "$label: all guest RAM is in huge pages (smaps *_Hugetlb)"
         umount "$dir" 2>/dev/null
-        mt_release
+        hugetlb_release
     done
 
     # dmemfs: only where the kernel has it and someone mounted it.
