@@ -1,6 +1,9 @@
 # Machine-check latency benchmark: `make bench-mce` builds it and runs it
-# where /dev/kvm is usable, else inside the nested KVM host.  Never a test.
+# where /dev/kvm is usable, else inside the nested KVM host.  Its figures are
+# never a test; tests/integration/mce.t runs a short burst of it to check
+# that no machine check is lost.
 MCE_BENCH_N ?= 1000
+TEST_DEPS += $(BUILD)/bench/mce-latency
 
 $(BUILD)/bench/mce-latency: tests/bench/mce-latency.c $(BUILD)/libdvmm.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
