@@ -337,6 +337,14 @@ int vm_mce_hwpoison(struct vm *vm, uint64_t gpa, json_object *reply)
                                json_object_new_string("gpa is not guest RAM"));
         return -EFAULT;
     }
+    /* A page the guest has only read is the kernel's shared zero page, not
+     * memory of its own: poisoning that is a kernel-page failure the kernel
+     * refuses (EBUSY).  Give the guest page its own frame first, contents
+     * unchanged, so the failure hits what a real one would.  Where this
+     * cannot work (dmemfs: no get_user_pages) the page is already its own. */
+    if (madvise(hva, 4096, MADV_POPULATE_WRITE) < 0 && errno != EINVAL)
+        log_warn("mce: hwpoison GPA 0x%llx: MADV_POPULATE_WRITE at HVA %p: %s",
+                 (unsigned long long)gpa, (void *)hva, strerror(errno));
     if (madvise(hva, 4096, MADV_HWPOISON) == 0) {
         json_object_object_add(reply, "poisoned", json_object_new_boolean(1));
         return 0;
