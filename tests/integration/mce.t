@@ -32,14 +32,16 @@ dt_require_build
 WAIT_S=${DVMM_MCE_WAIT:-120}
 V_AR=0x2000000 V_AO=0x2001000 V_LAST=0x2002000
 
-tap_plan 28
+tap_plan 30
 tap_diag "running on $KVM_WHERE; logs in $DT_OUT"
 # Unix sockets stay on a local file system.
 SOCK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-mce.XXXXXX")
 
-# mce_start NAME VICTIM: dvmm in the background, 1 vCPU, rebooting on reset.
+# mce_start NAME VICTIM [CMDLINE...]: dvmm in the background, 1 vCPU,
+# rebooting on reset.
 mce_start() {
     local name=$1 victim=$2 i
+    shift 2
     M_NAME=$name
     M_SOCK=$SOCK_DIR/$name.sock
     M_LOG=$DT_OUT/$name.jsonl
@@ -53,7 +55,7 @@ name = $name
 vcpus = 1
 memory = 128M
 kernel = $DT_GUEST
-cmdline = dvmmtest=mce mce_victim=$victim mce_timeout=$((WAIT_S * 3))
+cmdline = dvmmtest=mce mce_victim=$victim mce_timeout=$((WAIT_S * 3))${*:+ $*}
 INI
     # timeout(1) directly, not through a shell function, so that M_PID is
     # timeout itself and dvmm is its only child.
@@ -228,11 +230,13 @@ fi
 # ---- run 2: real memory failure through MADV_HWPOISON ------------------------
 # The AO victim is poisoned for real.  Expected with CONFIG_MEMORY_FAILURE
 # and early kill: the kernel's SIGBUS BUS_MCEERR_AO reaches dvmm's main
-# thread and becomes the AO the guest waits for.
-mce_start hwpoison 0x3000000
+# thread and becomes the AO the guest waits for.  Then the guest reads the
+# poisoned page (mce_retouch): KVM cannot map it and sends the vCPU thread
+# its own BUS_MCEERR_AR, which must become an AR for that GPA.
+mce_start hwpoison 0x3000000 mce_retouch=1
 if ! wait_for "^# mce: victim gpa 0x3000000 kind ar$"; then
     tap_not_ok "hwpoison run: guest announced its AR victim" "$(tail -n 15 "$M_CON")" "$(tail -n 10 "$M_ERR")"
-    tap_skip "the guest did not reach the hwpoison step" 2
+    tap_skip "the guest did not reach the hwpoison step" 4
 else
     ctl mce-inject gpa=0x3000000 kind=ar vcpu=0
     wait_for "^# mce: victim gpa 0x3001000 kind ao$" ||
@@ -245,7 +249,7 @@ else
     if [ ! -e "$mf" ]; then
         jq_ok "no $mf: hwpoison answers ok:false saying the kernel lacks CONFIG_MEMORY_FAILURE" \
             '.ok == false and (.error | test("CONFIG_MEMORY_FAILURE"))'
-        tap_skip "this kernel has no memory-failure handling ($mf absent)" 2
+        tap_skip "this kernel has no memory-failure handling ($mf absent)" 4
     elif [ "$CTL_RC" -ne 0 ]; then
         # Seen in the nested host before hwpoison gave the page its own
         # frame (the guest had only read it: the shared zero page): EBUSY,
@@ -253,7 +257,7 @@ else
         # offline.  Nothing reaches dvmm then.
         jq_ok "hwpoison refused by the kernel: ok:false naming madvise(MADV_HWPOISON), the HVA and the errno, exit 1" \
             ".ok == false and (.error | test(\"MADV_HWPOISON\\\\) at HVA 0x[0-9a-f]+: \")) and $CTL_RC == 1"
-        tap_skip "this kernel did not take the page offline ($(printf '%s' "$CTL_OUT" | jq -r .error 2>/dev/null)), so no SIGBUS to route" 2
+        tap_skip "this kernel did not take the page offline ($(printf '%s' "$CTL_OUT" | jq -r .error 2>/dev/null)), so no SIGBUS to route" 4
     else
         jq_ok "hwpoison: madvise(MADV_HWPOISON) on the guest page succeeded" \
             '.ok == true and .poisoned == true'
@@ -263,6 +267,15 @@ else
             tap_ok "MCE log records the kernel's AO for GPA 0x3001000 as injected"
         else
             tap_not_ok "MCE log records the kernel's AO for GPA 0x3001000 as injected"
+        fi
+        step_ok "reading the poisoned page again: KVM's own AR reached the guest as an AR machine check" \
+            "^ok [0-9]+ - mce ar delivered: MCG_STATUS 0x7 MC9_STATUS 0xbd80000000000134 MC9_ADDR 0x3001000 "
+        # No sent_ns: the kernel sent this SIGBUS, not dvmm's mce-inject.
+        if jq -e -s 'any(.[]; .kind == "AR" and .gpa == "0x3001000" and .injected == true
+                     and (has("sent_ns") | not))' "$M_LOG" >/dev/null; then
+            tap_ok "MCE log records KVM's AR for GPA 0x3001000 (kernel-sent) as injected"
+        else
+            tap_not_ok "MCE log records KVM's AR for GPA 0x3001000 (kernel-sent) as injected"
         fi
         tap_diag "hwpoison run MCE log:"
         tap_diag - <"$M_LOG"
