@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -13,6 +14,114 @@
  * interrupted: each thread that takes SIGBUS (vCPUs, main) binds its own
  * slot, which lives in its vCPU or VM struct. */
 static __thread struct mce_slot *mce_tls_slot;
+
+/* Async-signal-safe formatting for the fatal path: no stdio, no json-c. */
+struct mce_sbuf {
+    char b[512];
+    size_t n;
+};
+
+static void mce_sb_str(struct mce_sbuf *sb, const char *s)
+{
+    while (*s && sb->n < sizeof(sb->b) - 1)
+        sb->b[sb->n++] = *s++;
+}
+
+static void mce_sb_num(struct mce_sbuf *sb, uint64_t v, unsigned base, unsigned width)
+{
+    char tmp[24];
+    unsigned i = 0;
+
+    do {
+        tmp[i++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v && i < sizeof(tmp));
+    while (i < width && i < sizeof(tmp))
+        tmp[i++] = '0';
+    while (i && sb->n < sizeof(sb->b) - 1)
+        sb->b[sb->n++] = tmp[--i];
+}
+
+/* ISO 8601 UTC like the other MCE log lines; gmtime_r is not
+ * async-signal-safe, so days become a civil date by hand (Hinnant's
+ * days-to-civil). */
+static void mce_sb_time(struct mce_sbuf *sb, const struct timespec *ts)
+{
+    int64_t days = ts->tv_sec / 86400, sod = ts->tv_sec % 86400;
+    int64_t z = days + 719468, era = z / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = yoe + era * 400 + (m <= 2);
+
+    mce_sb_num(sb, (uint64_t)y, 10, 4);
+    mce_sb_str(sb, "-");
+    mce_sb_num(sb, (uint64_t)m, 10, 2);
+    mce_sb_str(sb, "-");
+    mce_sb_num(sb, (uint64_t)d, 10, 2);
+    mce_sb_str(sb, "T");
+    mce_sb_num(sb, (uint64_t)(sod / 3600), 10, 2);
+    mce_sb_str(sb, ":");
+    mce_sb_num(sb, (uint64_t)(sod / 60 % 60), 10, 2);
+    mce_sb_str(sb, ":");
+    mce_sb_num(sb, (uint64_t)(sod % 60), 10, 2);
+    mce_sb_str(sb, ".");
+    mce_sb_num(sb, (uint64_t)ts->tv_nsec / 1000, 10, 6);
+    mce_sb_str(sb, "Z");
+}
+
+static void mce_write_all(int fd, const struct mce_sbuf *sb)
+{
+    size_t off = 0;
+
+    while (off < sb->n) {
+        ssize_t w = write(fd, sb->b + off, sb->n - off);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+    }
+}
+
+/* An AR this thread did not expect: its own access to a failed page. */
+static void __attribute__((noreturn)) mce_sigbus_fatal(const struct mce_slot *s,
+                                                        const siginfo_t *si)
+{
+    uint64_t hva = (uint64_t)(uintptr_t)si->si_addr;
+    unsigned lsb = (unsigned)si->si_addr_lsb;
+    const char *reason = "dvmm's own access (not a guest vCPU's) hit the failed page; "
+                         "the access cannot complete, so dvmm exits";
+    struct mce_sbuf sb = { .n = 0 };
+    struct timespec ts;
+
+    mce_sb_str(&sb, "dvmm: error: memory failure (SIGBUS BUS_MCEERR_AR) at HVA 0x");
+    mce_sb_num(&sb, hva, 16, 0);
+    mce_sb_str(&sb, " on thread ");
+    mce_sb_num(&sb, (uint64_t)syscall(SYS_gettid), 10, 0);
+    mce_sb_str(&sb, ": ");
+    mce_sb_str(&sb, reason);
+    mce_sb_str(&sb, "\n");
+    mce_write_all(STDERR_FILENO, &sb);
+    if (s->log_fd >= 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        sb.n = 0;
+        mce_sb_str(&sb, "{\"time\":\"");
+        mce_sb_time(&sb, &ts);
+        mce_sb_str(&sb, "\",\"kind\":\"AR\",\"hva\":\"0x");
+        mce_sb_num(&sb, hva, 16, 0);
+        mce_sb_str(&sb, "\",\"gpa\":null,\"page_size\":");
+        mce_sb_num(&sb, lsb < 64 ? UINT64_C(1) << lsb : 0, 10, 0);
+        mce_sb_str(&sb, ",\"vcpu\":null,\"injected\":false,\"reason\":\"");
+        mce_sb_str(&sb, reason);
+        mce_sb_str(&sb, "\"}\n");
+        mce_write_all(s->log_fd, &sb);
+    }
+    _exit(1);
+}
 
 static void mce_sigbus(int sig, siginfo_t *si, void *uc)
 {
@@ -27,6 +136,8 @@ static void mce_sigbus(int sig, siginfo_t *si, void *uc)
         raise(sig);
         return;
     }
+    if (si->si_code == BUS_MCEERR_AR && !__atomic_load_n(&s->ar_expected, __ATOMIC_SEQ_CST))
+        mce_sigbus_fatal(s, si);
     head = __atomic_load_n(&s->head, __ATOMIC_RELAXED);
     if (head - s->tail >= MCE_SLOT_RING) {
         __atomic_fetch_add(&s->dropped, 1, __ATOMIC_RELAXED);
@@ -71,6 +182,7 @@ void mce_slot_init(struct mce_slot *slot, int wake_fd)
 {
     memset(slot, 0, sizeof(*slot));
     slot->wake_fd = wake_fd;
+    slot->log_fd = -1;
 }
 
 bool mce_slot_pop(struct mce_slot *slot, struct mce_sig *out)

@@ -26,6 +26,12 @@ struct mce_slot {
     unsigned tail;              /* owner: events consumed */
     unsigned dropped;           /* ring overflow (atomic) */
     int wake_fd;                /* eventfd poked by the handler, or -1 */
+    int log_fd;                 /* MCE log, for the fatal case's line, or -1 */
+    /* Set while an AR can only be a report, not a fault of this thread's
+     * own: inside KVM_RUN (KVM signals a vCPU whose guest hit the page)
+     * and while the thread sends itself one.  Any other AR is dvmm's own
+     * load or store hitting a failed page, which cannot be retried. */
+    volatile int ar_expected;
     struct mce_sig ring[MCE_SLOT_RING];
 };
 
@@ -36,6 +42,14 @@ int mce_route_install(void);
 /* Make `slot` the calling thread's: its SIGBUS MCE events land there. */
 void mce_route_bind_thread(struct mce_slot *slot);
 void mce_slot_init(struct mce_slot *slot, int wake_fd);
+/* Mark the window in which an AR on the owning thread is expected (see
+ * struct mce_slot).  An AR outside it ends dvmm: the handler writes the
+ * reason to stderr and one JSON line to log_fd, then _exit(1), because
+ * returning would re-run the faulting access forever. */
+static inline void mce_slot_expect_ar(struct mce_slot *slot, bool on)
+{
+    __atomic_store_n(&slot->ar_expected, on, __ATOMIC_SEQ_CST);
+}
 /* Next recorded event, in arrival order. */
 bool mce_slot_pop(struct mce_slot *slot, struct mce_sig *out);
 /* Send thread `tid` of this process a SIGBUS with the siginfo the kernel's

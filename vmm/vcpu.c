@@ -436,6 +436,7 @@ static void *vcpu_thread(void *arg)
     v->tid = (pid_t)syscall(SYS_gettid);
     snprintf(name, sizeof(name), "vcpu%u", v->idx);
     pthread_setname_np(pthread_self(), name);
+    v->mce_slot.log_fd = v->vm->mce_log_fd;
     mce_route_bind_thread(&v->mce_slot);
 
     for (;;) {
@@ -450,8 +451,10 @@ static void *vcpu_thread(void *arg)
         vm_mce_vcpu_poll(v);
         if (!v->idx && !v->vm->t[VM_T_FIRST_RUN])
             v->vm->t[VM_T_FIRST_RUN] = vm_now_ns();
+        mce_slot_expect_ar(&v->mce_slot, true);
         ret = ioctl(v->fd, KVM_RUN, 0);
         err = errno;
+        mce_slot_expect_ar(&v->mce_slot, false);
         /* A memory-failure SIGBUS makes KVM_RUN return (EINTR or with an
          * exit); act on it before anything else. */
         vm_mce_vcpu_poll(v);

@@ -252,6 +252,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     } else {
         vm->mce_log_fd = STDERR_FILENO;
     }
+    vm->mce_main.log_fd = vm->mce_log_fd;
 
     ret = gm_open(&vm->gm, &cfg->memory, cfg->vm.memory, err, errlen);
     if (ret) {

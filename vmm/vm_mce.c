@@ -166,8 +166,12 @@ static void vm_mce_selfsend(struct vcpu *v)
     pthread_mutex_unlock(&v->mce_lock);
     for (unsigned i = 0; i < n; i++) {
         uint64_t sent = vm_mce_mono_ns();
-        int ret = mce_route_send(v->tid, req[i].kind, req[i].addr, req[i].lsb);
         struct mce_sig sig;
+        int ret;
+
+        mce_slot_expect_ar(&v->mce_slot, true);
+        ret = mce_route_send(v->tid, req[i].kind, req[i].addr, req[i].lsb);
+        mce_slot_expect_ar(&v->mce_slot, false);
 
         if (ret < 0)
             log_err("vcpu%u: sending SIGBUS for HVA 0x%llx to itself: %s", v->idx,
@@ -230,9 +234,8 @@ void vm_mce_main_poll(struct vm *vm)
 
     if (read(vm->mce_main.wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
         log_err("mce: wake fd: %s", strerror(errno));
-    /* AO on main is the contract's case; an AR here (dvmm's own access on
-     * the main thread) still has to reach the guest, and vCPU 0 is as good
-     * as any. */
+    /* Only AOs land here: an AR on the main thread is its own access to a
+     * failed page, which the handler already made fatal. */
     while (mce_slot_pop(&vm->mce_main, &sig))
         vm_mce_queue(&vm->vcpus[0], &sig);
 }
