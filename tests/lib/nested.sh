@@ -9,11 +9,18 @@
 #   nested_run CMD...     run CMD there; its stdout/stderr come out here,
 #                         its exit status is the return value
 # Knobs: DVMM_NESTED_MEM (default 8G), DVMM_NESTED_CPUS (2),
-#        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_MODULES
-#        (extra modules to load), DVMM_NESTED_KEEP=1 (keep the job directory),
-#        DVMM_NESTED_DISABLE=1 (never use it: KVM tests skip).
-# Inside, DVMM_NESTED=1 is set, and DVMM_NESTED_DEADLINE (epoch seconds at
-# which the host kills the nested host).
+#        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_STALL
+#        (seconds without a heartbeat that count as a stopped nested host,
+#        default 240), DVMM_NESTED_MODULES (extra modules to load),
+#        DVMM_NESTED_KEEP=1 (keep the job directory), DVMM_NESTED_DISABLE=1
+#        (never use it: KVM tests skip).
+# A nested host that stops (its kernel under TCG has been seen to stall for
+# good, idle or in a soft lockup, once in a few dozen boots) is killed and
+# the job run once more from the start, saying so on stderr; its output
+# is only ever the last attempt's.
+# Inside, DVMM_NESTED=1 is set, DVMM_NESTED_DEADLINE (epoch seconds at
+# which the host kills the nested host) and DVMM_NESTED_JOB (the job
+# directory; heartbeat.pid there is the heartbeat loop).
 
 . "$(dirname "${BASH_SOURCE[0]}")/linux-kernel.sh"
 
@@ -99,9 +106,40 @@ _nested_env_script() {
     echo "export DVMM_NESTED_DEADLINE=$(( $(date +%s) + ${DVMM_NESTED_TIMEOUT:-1200} ))"
 }
 
+# _nested_watch JOB PID: wait for PID (the timeout wrapping QEMU) while the
+# job's heartbeat advances; kill it and return 1 when the heartbeat has not
+# changed for DVMM_NESTED_STALL seconds (boot counts: the first beat comes
+# only once the job starts).
+_nested_watch() {
+    local job=$1 pid=$2 beat last="" since=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 2
+        beat=$(cat "$job/heartbeat" 2>/dev/null)
+        if [ "$beat" != "$last" ]; then
+            last=$beat since=$SECONDS
+        elif [ $((SECONDS - since)) -ge "${DVMM_NESTED_STALL:-240}" ] &&
+            [ ! -e "$job/status" ]; then
+            kill "$pid" 2>/dev/null
+            return 1
+        fi
+    done
+    return 0
+}
+
 nested_run() {
-    local job rc cwd rwlist="" tags=() path i=0 qemu_rc status
-    NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0
+    local rc attempt
+    for attempt in 1 2; do
+        _nested_attempt "$@"
+        rc=$?
+        [ -n "$NESTED_STALLED" ] && [ "$attempt" -eq 1 ] || break
+        echo "nested-run: the nested host stopped (no heartbeat for ${DVMM_NESTED_STALL:-240} s); running the job again from the start" >&2
+    done
+    return "$rc"
+}
+
+_nested_attempt() {
+    local job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
+    NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
     if [ -n "$(nested_unavailable_reason)" ]; then
         NESTED_FAILURE=$(nested_unavailable_reason)
         echo "nested-run: $NESTED_FAILURE" >&2
@@ -125,6 +163,7 @@ nested_run() {
     {
         echo "# nested job written by tests/lib/nested.sh"
         _nested_env_script
+        printf 'export DVMM_NESTED_JOB=%q\n' "$job"
         printf 'cd %q || exit 125\n' "$cwd"
         printf 'exec'
         printf ' %q' "$@"
@@ -147,14 +186,30 @@ nested_run() {
         -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         "${tags[@]}" \
-        </dev/null >"$job/qemu.log" 2>&1
+        </dev/null >"$job/qemu.log" 2>&1 &
+    qpid=$!
+    _nested_watch "$job" "$qpid" || NESTED_STALLED=1
+    wait "$qpid"
     qemu_rc=$?
 
+    if [ -n "$NESTED_STALLED" ]; then
+        NESTED_FAILURE="nested KVM host stopped: no heartbeat for ${DVMM_NESTED_STALL:-240} s"
+        # nested_run's first attempt: its output is dropped, a second follows.
+        if [ "${attempt:-2}" -eq 1 ]; then
+            {
+                echo "nested-run: $NESTED_FAILURE; job directory $job"
+                tail -n 5 "$job/console.log" 2>/dev/null
+            } >&2
+            return 124
+        fi
+    fi
     NESTED_OUT_BYTES=$(stat -c %s "$job/stdout" 2>/dev/null || echo 0)
     [ -f "$job/stdout" ] && cat "$job/stdout"
     [ -f "$job/stderr" ] && cat "$job/stderr" >&2
     status=$(cat "$job/status" 2>/dev/null)
-    if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
+    if [ -n "$NESTED_STALLED" ]; then
+        rc=124
+    elif [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
         NESTED_FAILURE="nested KVM host timed out after ${DVMM_NESTED_TIMEOUT:-1200} s"
         rc=124
     elif [ -z "$status" ]; then
