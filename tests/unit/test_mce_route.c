@@ -234,5 +234,6 @@ int main(void)
         cmocka_unit_test(test_other_sigbus_takes_default_action),
     };
 
+    cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
