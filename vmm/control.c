@@ -637,21 +637,6 @@ int ctl_server_dispatch(struct ctl_server *srv)
 
 /* ---- the listening socket ---------------------------------------------- */
 
-static int ctl_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int ctl_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen) {
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return ret;
-}
-
 static int ctl_make_parent(const char *path, char *err, size_t errlen)
 {
     char copy[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -662,7 +647,7 @@ static int ctl_make_parent(const char *path, char *err, size_t errlen)
     if (!strcmp(dir, ".") || !strcmp(dir, "/"))
         return 0;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-        return ctl_fail(err, errlen, -errno,
+        return log_fail(err, errlen, -errno,
                         "control.socket=%s: cannot create directory %s: %s",
                         path, dir, strerror(errno));
     return 0;
@@ -676,30 +661,30 @@ static int ctl_claim_stale(const char *path, const struct sockaddr_un *sa,
     int fd, ret;
 
     if (lstat(path, &st) < 0)
-        return errno == ENOENT ? 0 : ctl_fail(err, errlen, -errno,
+        return errno == ENOENT ? 0 : log_fail(err, errlen, -errno,
                                               "control.socket=%s: %s", path, strerror(errno));
     if (!S_ISSOCK(st.st_mode))
-        return ctl_fail(err, errlen, -EEXIST,
+        return log_fail(err, errlen, -EEXIST,
                         "control.socket=%s: exists and is not a socket; not replacing it",
                         path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return ctl_fail(err, errlen, -errno, "control.socket=%s: socket: %s",
+        return log_fail(err, errlen, -errno, "control.socket=%s: socket: %s",
                         path, strerror(errno));
     ret = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 ? -errno : 0;
     close(fd);
     if (ret == -ECONNREFUSED || ret == -ENOENT) {
         log_info("control: removing stale socket %s", path);
         if (unlink(path) < 0 && errno != ENOENT)
-            return ctl_fail(err, errlen, -errno,
+            return log_fail(err, errlen, -errno,
                             "control.socket=%s: cannot remove stale socket: %s",
                             path, strerror(errno));
         return 0;
     }
     if (ret == 0 || ret == -EAGAIN)
-        return ctl_fail(err, errlen, -EADDRINUSE,
+        return log_fail(err, errlen, -EADDRINUSE,
                         "control.socket=%s: another dvmm is listening there", path);
-    return ctl_fail(err, errlen, ret, "control.socket=%s: probing the existing socket: %s",
+    return log_fail(err, errlen, ret, "control.socket=%s: probing the existing socket: %s",
                     path, strerror(-ret));
 }
 
@@ -716,7 +701,7 @@ int ctl_server_open(struct ctl_server *srv, const char *path,
     srv->epfd = srv->lfd = -1;
     srv->h = h;
     if (!path[0] || strlen(path) >= sizeof(sa.sun_path))
-        return ctl_fail(err, errlen, -ENAMETOOLONG,
+        return log_fail(err, errlen, -ENAMETOOLONG,
                         "control.socket=%s: path must be 1..%zu bytes", path,
                         sizeof(sa.sun_path) - 1);
     memcpy(sa.sun_path, path, strlen(path) + 1);
@@ -727,7 +712,7 @@ int ctl_server_open(struct ctl_server *srv, const char *path,
         return ret;
     srv->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (srv->lfd < 0) {
-        ret = ctl_fail(err, errlen, -errno, "control.socket=%s: socket: %s",
+        ret = log_fail(err, errlen, -errno, "control.socket=%s: socket: %s",
                        path, strerror(errno));
         goto fail;
     }
@@ -739,7 +724,7 @@ int ctl_server_open(struct ctl_server *srv, const char *path,
             if (ret)
                 goto fail;
         } else {
-            ret = ctl_fail(err, errlen, -errno, "control.socket=%s: bind: %s",
+            ret = log_fail(err, errlen, -errno, "control.socket=%s: bind: %s",
                            path, strerror(errno));
             goto fail;
         }
@@ -747,27 +732,27 @@ int ctl_server_open(struct ctl_server *srv, const char *path,
     /* Nobody can connect before listen(), so 0600 is in place before the
      * socket is usable; umask would be process-wide. */
     if (chmod(path, 0600) < 0 || stat(path, &st) < 0) {
-        ret = ctl_fail(err, errlen, -errno, "control.socket=%s: chmod 0600: %s",
+        ret = log_fail(err, errlen, -errno, "control.socket=%s: chmod 0600: %s",
                        path, strerror(errno));
         goto fail;
     }
     srv->dev = st.st_dev;
     srv->ino = st.st_ino;
     if (listen(srv->lfd, CTL_BACKLOG) < 0) {
-        ret = ctl_fail(err, errlen, -errno, "control.socket=%s: listen: %s",
+        ret = log_fail(err, errlen, -errno, "control.socket=%s: listen: %s",
                        path, strerror(errno));
         goto fail;
     }
     srv->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (srv->epfd < 0) {
-        ret = ctl_fail(err, errlen, -errno, "control.socket=%s: epoll_create1: %s",
+        ret = log_fail(err, errlen, -errno, "control.socket=%s: epoll_create1: %s",
                        path, strerror(errno));
         goto fail;
     }
     e.events = EPOLLIN;
     e.data.ptr = srv;
     if (epoll_ctl(srv->epfd, EPOLL_CTL_ADD, srv->lfd, &e) < 0) {
-        ret = ctl_fail(err, errlen, -errno, "control.socket=%s: epoll_ctl: %s",
+        ret = log_fail(err, errlen, -errno, "control.socket=%s: epoll_ctl: %s",
                        path, strerror(errno));
         goto fail;
     }

@@ -5,7 +5,6 @@
 #include "vmm/x86_boot.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
