@@ -25,6 +25,7 @@ if [ -z "${DT_OUT:-}" ]; then
         DT_OUT=$(mktemp -d "$(dvmm_build_dir)/tests/mce.XXXXXX") || DT_OUT=
 fi
 . tests/lib/dvmm-test.sh
+. tests/lib/bg-proc.sh
 dt_require_build
 
 # Generous: every step below is a few KVM exits, but nested KVM under TCG
@@ -74,33 +75,15 @@ INI
 }
 
 # mce_alive: dvmm still running (its exit status lands in M_RC otherwise).
-mce_alive() {
-    [ -z "$M_RC" ] || return 1
-    kill -0 "$M_PID" 2>/dev/null && return 0
-    wait "$M_PID"
-    M_RC=$?
-    return 1
-}
+mce_alive() { bg_alive "$M_PID" M_RC; }
 
 # wait_for REGEX: until the console has a line matching it; fails when dvmm
 # exits first or WAIT_S passes.
-wait_for() {
-    local i
-    for ((i = 0; i < WAIT_S * 5; i++)); do
-        grep -Eq -- "$1" "$M_CON" && return 0
-        mce_alive || { grep -Eq -- "$1" "$M_CON"; return; }
-        sleep 0.2
-    done
-    return 1
-}
+wait_for() { bg_wait_line "$M_PID" M_RC "$M_CON" "$1" "$WAIT_S"; }
 
 # wait_exit: dvmm's exit status in M_RC, killing it after WAIT_S.
 wait_exit() {
-    local i
-    for ((i = 0; i < WAIT_S * 5; i++)); do
-        mce_alive || return 0
-        sleep 0.2
-    done
+    bg_wait_exit "$M_PID" M_RC "$WAIT_S" && return 0
     kill "$M_PID" 2>/dev/null
     wait "$M_PID"
     M_RC=$?

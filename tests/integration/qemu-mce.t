@@ -13,6 +13,7 @@
 # (the reboot without the lost pages is dvmm-only behaviour).
 # Expects an already built guest: $DVMM_BUILD/testguest.elf (default build/).
 . "$(dirname "$0")/../lib/tap.sh"
+. "$(dirname "$0")/../lib/bg-proc.sh"
 
 root=$(tap_repo_root) || tap_bail_out "cannot find the repository root"
 cd "$root" || tap_bail_out "cannot cd to $root"
@@ -71,35 +72,16 @@ q_start() {
 }
 
 # q_alive: QEMU still running (its exit status lands in Q_RC otherwise).
-q_alive() {
-	[ -z "$Q_RC" ] || return 1
-	kill -0 "$Q_PID" 2>/dev/null && return 0
-	wait "$Q_PID"
-	Q_RC=$?
-	return 1
-}
+q_alive() { bg_alive "$Q_PID" Q_RC; }
 
 # wait_for FILE REGEX: until FILE has a matching line; fails when QEMU exits
 # first or WAIT_S passes.
-wait_for() {
-	local i
-	for ((i = 0; i < WAIT_S * 20; i++)); do
-		grep -Eq -- "$2" "$1" && return 0
-		q_alive || { grep -Eq -- "$2" "$1"; return; }
-		sleep 0.05
-	done
-	return 1
-}
+wait_for() { bg_wait_line "$Q_PID" Q_RC "$1" "$2" "$WAIT_S"; }
 
 # q_finish: QEMU's exit status in Q_RC (killed after WAIT_S), the run's
 # wall time in Q_MS, fd 3 and the QMP reader closed.
 q_finish() {
-	local i
-	for ((i = 0; i < WAIT_S * 20; i++)); do
-		q_alive || break
-		sleep 0.05
-	done
-	if q_alive; then
+	if ! bg_wait_exit "$Q_PID" Q_RC "$WAIT_S"; then
 		kill "$Q_PID" 2>/dev/null
 		wait "$Q_PID"
 		Q_RC="killed ($?)"

@@ -1,0 +1,38 @@
+# A background process a test watches: whether it still runs, a line it
+# writes to a file, its exit.  PID is the process (a child of this shell);
+# RCVAR names the caller's variable that gets its exit status once it has
+# ended, and must be empty while it runs.  Polls every 0.1 s.
+
+# bg_alive PID RCVAR: 0 while PID runs; 1 once it has ended, with its exit
+# status in RCVAR.
+bg_alive() {
+    local -n bg_rc_=$2
+    [ -z "$bg_rc_" ] || return 1
+    kill -0 "$1" 2>/dev/null && return 0
+    wait "$1"
+    bg_rc_=$?
+    return 1
+}
+
+# bg_wait_line PID RCVAR FILE REGEX SECONDS: 0 once FILE has a line
+# matching REGEX; 1 when PID ends without one or SECONDS pass.
+bg_wait_line() {
+    local i
+    for ((i = 0; i < $5 * 10; i++)); do
+        grep -Eq -- "$4" "$3" && return 0
+        bg_alive "$1" "$2" || { grep -Eq -- "$4" "$3"; return; }
+        sleep 0.1
+    done
+    return 1
+}
+
+# bg_wait_exit PID RCVAR SECONDS: 0 once PID has ended (status in RCVAR);
+# 1 when it still runs after SECONDS (the caller decides what then).
+bg_wait_exit() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        bg_alive "$1" "$2" || return 0
+        sleep 0.1
+    done
+    return 1
+}
