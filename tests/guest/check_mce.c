@@ -135,19 +135,6 @@ static bool mce_hook(struct exc_frame *f)
 	return true;
 }
 
-static inline uint64_t read_cr4(void)
-{
-	uint64_t v;
-
-	__asm__ volatile("mov %%cr4, %0" : "=r"(v));
-	return v;
-}
-
-static inline void write_cr4(uint64_t v)
-{
-	__asm__ volatile("mov %0, %%cr4" : : "r"(v) : "memory");
-}
-
 static uint64_t tsc_hz(void)
 {
 	uint32_t a, b, c, d, max;
