@@ -7,6 +7,12 @@
 # Never fails on a number.
 BENCH_PROBE := $(BUILD)/bench/memprobe.so
 
+# Each other benchmark is one C file linked with libdvmm; the fragments
+# name their binary and any extra prerequisites.
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libdvmm.a | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libdvmm.a $(LDLIBS)
+
 # The probe is preloaded into QEMU as well as dvmm: a plain shared object
 # with no link to libdvmm.
 $(BENCH_PROBE): tests/bench/memprobe.c | $(DEPS_OK)

@@ -5,16 +5,12 @@
 MCE_BENCH_N ?= 1000
 TEST_DEPS += $(BUILD)/bench/mce-latency
 
-$(BUILD)/bench/mce-latency: tests/bench/mce-latency.c $(BUILD)/libdvmm.a | $(DEPS_OK)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libdvmm.a $(LDLIBS)
-
 .PHONY: bench bench-mce
 bench: $(BUILD)/bench/mce-latency
 
 bench-mce: $(BUILD)/bench/mce-latency $(BUILD)/dvmm $(GUEST_ELF)
 	@mkdir -p $(BUILD)/bench/mce-run
-	@if [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then \
+	@if $(KVM_USABLE); then \
 		$< -n $(MCE_BENCH_N) $(BUILD)/dvmm $(GUEST_ELF) $(abspath $(BUILD))/bench/mce-run; \
 	else \
 		echo "bench-mce: no usable /dev/kvm here; running in the nested KVM host" >&2; \

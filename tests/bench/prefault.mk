@@ -2,10 +2,6 @@
 # bench-prefault` runs it (as root it also reserves and mounts hugetlbfs).
 BENCH_BINS += $(BUILD)/bench/prefault-bench
 
-$(BUILD)/bench/prefault-bench: tests/bench/prefault-bench.c $(BUILD)/libdvmm.a | $(DEPS_OK)
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -o $@ $< $(BUILD)/libdvmm.a $(LDLIBS)
-
 # Prerequisites named directly: fragments included after this one add
 # their own to BENCH_BINS, which this line would not see.
 .PHONY: bench bench-prefault
