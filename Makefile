@@ -73,10 +73,14 @@ include $(wildcard tests/*/*.mk)
 test: all unit asan $(TEST_DEPS)
 	prove --exec tests/lib/run-tap --timer --failures $(UNIT_BIN) $(ASAN_BIN) $(TEST_EXTRA) tests/integration/*.t
 
+# Whether /dev/kvm opens read-write (tests/lib/kvm-env.sh's kvm_usable; the
+# -c test first, or the redirection would create a plain file there).
+KVM_USABLE = [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null
+
 # Without a usable /dev/kvm (these PVM machines), the same command runs in
 # the nested KVM host: QEMU TCG with nested SVM, see tests/lib/nested.sh.
 run: all $(RUN_DEPS)
-	@if [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then \
+	@if $(KVM_USABLE); then \
 		$(BUILD)/dvmm run configs/default.ini; \
 	else \
 		echo "make run: no usable /dev/kvm here; booting inside the nested KVM host (QEMU TCG + nested SVM, ~30 s)" >&2; \

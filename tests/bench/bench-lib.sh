@@ -3,6 +3,7 @@
 # BENCH_OUT (the report directory) and the QEMU command prefix.
 
 BENCH_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+. "$BENCH_REPO/tests/lib/kvm-env.sh"     # kvm_usable
 case ${DVMM_BUILD:-build} in
     /*) BENCH_BUILD=$DVMM_BUILD ;;
     *) BENCH_BUILD=$BENCH_REPO/${DVMM_BUILD:-build} ;;
@@ -48,8 +49,7 @@ bench_require() {
     done
     command -v "$BENCH_QEMU" >/dev/null ||
         { echo "bench: no $BENCH_QEMU (package qemu-system-x86)" >&2; return 1; }
-    { [ -c /dev/kvm ] && { : <>/dev/kvm; }; } 2>/dev/null ||
-        { echo "bench: /dev/kvm is not usable here" >&2; return 1; }
+    kvm_usable || { echo "bench: /dev/kvm is not usable here" >&2; return 1; }
     mkdir -p "$BENCH_OUT"
 }
 

@@ -18,7 +18,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/bench-lib.sh"
-. "$BENCH_REPO/tests/lib/nested.sh"
+. "$BENCH_REPO/tests/lib/kvm-env.sh"     # kvm_usable, nested_run
 
 bins="" run_bins=0 inner=0
 while [ "$#" -gt 0 ]; do
@@ -31,8 +31,6 @@ while [ "$#" -gt 0 ]; do
 done
 mkdir -p "$BENCH_OUT" || exit 1
 REPORT=$BENCH_OUT/report.md
-
-kvm_here() { [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; }
 
 # The measuring half: runs where /dev/kvm works, writes report.md.
 measure() {
@@ -61,7 +59,7 @@ measure() {
     return "$rc"
 }
 
-if [ "$inner" = 1 ] || kvm_here; then
+if [ "$inner" = 1 ] || kvm_usable; then
     measure
     rc=$?
     [ "$inner" = 1 ] && exit "$rc"

@@ -21,7 +21,7 @@ need_kvm "$@"
 tap_plan 7
 tap_diag "running on $KVM_WHERE"
 
-if [ -c /dev/kvm ] && { : <>/dev/kvm; } 2>/dev/null; then
+if kvm_usable; then
     tap_ok "/dev/kvm is a character device that opens read-write"
 else
     tap_not_ok "/dev/kvm is a character device that opens read-write" "$(ls -l /dev/kvm 2>&1)"
