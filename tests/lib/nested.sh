@@ -129,7 +129,7 @@ _nested_watch() {
 nested_run() {
     local rc attempt
     for attempt in 1 2; do
-        _nested_attempt "$@"
+        _nested_attempt "$attempt" "$@"
         rc=$?
         [ -n "$NESTED_STALLED" ] && [ "$attempt" -eq 1 ] || break
         echo "nested-run: the nested host stopped (no heartbeat for ${DVMM_NESTED_STALL:-240} s); running the job again from the start" >&2
@@ -137,8 +137,11 @@ nested_run() {
     return "$rc"
 }
 
+# _nested_attempt N CMD...: one boot of the nested host for CMD; on the
+# first attempt a stalled host returns 124 at once, its output dropped.
 _nested_attempt() {
-    local job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
+    local attempt=$1 job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
+    shift
     NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
     if [ -n "$(nested_unavailable_reason)" ]; then
         NESTED_FAILURE=$(nested_unavailable_reason)
@@ -194,8 +197,8 @@ _nested_attempt() {
 
     if [ -n "$NESTED_STALLED" ]; then
         NESTED_FAILURE="nested KVM host stopped: no heartbeat for ${DVMM_NESTED_STALL:-240} s"
-        # nested_run's first attempt: its output is dropped, a second follows.
-        if [ "${attempt:-2}" -eq 1 ]; then
+        # The first attempt's output is dropped: a second follows.
+        if [ "$attempt" -eq 1 ]; then
             {
                 echo "nested-run: $NESTED_FAILURE; job directory $job"
                 tail -n 5 "$job/console.log" 2>/dev/null
