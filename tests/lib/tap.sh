@@ -28,16 +28,19 @@ tap_ok() {
 }
 
 # tap_not_ok DESCRIPTION [DIAGNOSTIC...]: each extra argument becomes a "#" line.
+# The failure and its diagnostics also go to stderr: `prove --failures`
+# (make test, CI) shows stderr but not "#" lines, and a flaky failure seen
+# only in CI must still say why.
 tap_not_ok() {
-    local desc=$1
+    local desc=$1 d diag
     shift
     TAP_N=$((TAP_N + 1))
     TAP_FAILED=$((TAP_FAILED + 1))
     echo "not ok $TAP_N - $desc"
-    local d
-    for d in "$@"; do
-        tap_diag "$d"
-    done
+    diag=$(for d in "$@"; do tap_diag "$d"; done)
+    [ -n "$diag" ] && printf '%s\n' "$diag"
+    { echo "not ok $TAP_N - $desc"; [ -n "$diag" ] && printf '%s\n' "$diag"; } >&2
+    return 0
 }
 
 # tap_check DESCRIPTION CMD...: ok when CMD succeeds; on failure its output
