@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,43 @@ static int run_main(char **argv, int argc, char **out)
     close(fd);
     unlink(tmpl);
     return rc;
+}
+
+/* A fake root under /tmp: put() writes ROOT/REL (parent directories made),
+ * rmtree() removes it all. */
+static void mkparents(const char *path)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, 0755) && errno != EEXIST)
+            fail_msg("mkdir %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+}
+
+static void put(const char *root, const char *rel, const char *text)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    mkparents(p);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        fail_msg("%s: %s", p, strerror(errno));
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static void rmtree(const char *root)
+{
+    assert_int_equal(nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 static int fixtures_present(void **state)
@@ -184,6 +222,27 @@ static void test_dmemfs_unready(void **state)
     contains(c->value, "1 of 1 dmem ranges not System RAM");
     contains(c->value, "[0x700000000-0x800000000)");
     free(rep);
+}
+
+/* kvm_pvm's reason is quoted whatever its wording and prefix spelling. */
+static void test_pvm_other_reason(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hc-pvm-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    put(dir, "sys/module/kvm_pvm/initstate", "live\n");
+    put(dir, ".dmesg",
+        "[    0.24] kvm-pvm: cannot run guests natively on this host (needs PTI=0; has PTI=1); not binding\n"
+        "[    0.31] kvm_pvm: this kernel is itself a kvm-pvm guest; not binding\n");
+    struct hc_report *rep = run(dir, NULL);
+    const struct hc_check *c = need(rep, "kvm-device", HC_FAIL);
+    contains(c->value, "kvm_pvm is loaded but refused to bind; kernel log: "
+                       "\"kvm_pvm: this kernel is itself a kvm-pvm guest; not binding\"");
+    assert_null(strstr(c->value, "PTI"));
+    contains(c->advice, "kvm-pvm's reason");
+    assert_null(strstr(c->advice, "pti=off"));
+    free(rep);
+    rmtree(dir);
 }
 
 static void test_no_memory_failure_host(void **state)
@@ -421,6 +480,7 @@ int main(void)
         cmocka_unit_test(test_vtx_host),
         cmocka_unit_test(test_dmemfs_host),
         cmocka_unit_test(test_dmemfs_unready),
+        cmocka_unit_test(test_pvm_other_reason),
         cmocka_unit_test(test_no_memory_failure_host),
         cmocka_unit_test(test_empty_root),
         cmocka_unit_test(test_json),
