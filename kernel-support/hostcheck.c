@@ -146,7 +146,8 @@ static bool hc_exists(const struct hc_ctx *x, const char *abs)
     return stat(p, &st) == 0;
 }
 
-/* Kernel memparse syntax (dmem=, pagesize=): number with optional K/M/G/T. */
+/* Kernel memparse syntax (dmem=, memmap=, pagesize=): a number (0x hex, 0
+ * octal, as strtoull base 0) with an optional K/M/G/T suffix. */
 static int hc_parse_size(const char *s, uint64_t *out, const char **end)
 {
     char *e;
@@ -729,12 +730,95 @@ static bool hc_find_mount(const struct hc_ctx *x, const char *path, const char *
     return found;
 }
 
-/* dmem ranges as [start, end) physical addresses from the kernel log
- * ("dmem: register region [0x.. - 0x..] on node N.") and dmem=size@addr. */
+/* ---- dmem reservations ---------------------------------------------- */
+
+/* A dmem range: [start, end) in physical addresses. */
 struct hc_range { uint64_t start, end; };
 
-static unsigned hc_dmem_ranges(const struct hc_ctx *x, const char *cmdline,
-                               struct hc_range *r, unsigned max)
+#define HC_MAX_RANGES 16
+
+/* What /proc/cmdline reserves for dmem.  Tencent's series reserves with its
+ * own dmem= parameter; the project's module (kernel-support/dmemfs/) takes
+ * memory the kernel set aside with memmap=SIZE$ADDR, an e820 "reserved"
+ * entry (memmap= may list several entries, comma-separated).  SIZE and ADDR
+ * are memparse numbers: 4G, 0x100000000, 4096M. */
+struct hc_dmem_cmdline {
+    char dmem[256];                /* the dmem= words */
+    char memmap[256];              /* memmap= words with a SIZE$ADDR entry */
+    char escaped[256];             /* memmap= words with a literal "\$" */
+    struct hc_range at[HC_MAX_RANGES];     /* dmem=SIZE@ADDR */
+    unsigned nat;
+    struct hc_range resv[HC_MAX_RANGES];   /* memmap=SIZE$ADDR */
+    unsigned nresv;
+};
+
+/* Append n bytes of s to the string in buf, after sep unless buf is empty; a
+ * piece that does not fit is left out whole.  false then. */
+static bool hc_append(char *buf, size_t len, const char *sep, const char *s, size_t n)
+{
+    size_t used = strlen(buf);
+    int w = snprintf(buf + used, len - used, "%s%.*s", used ? sep : "", (int)n, s);
+    if (w < 0 || (size_t)w >= len - used) {
+        buf[used] = '\0';
+        return false;
+    }
+    return true;
+}
+
+static void hc_parse_cmdline(const char *cmdline, struct hc_dmem_cmdline *d)
+{
+    memset(d, 0, sizeof(*d));
+    for (const char *w = cmdline; w && *w;) {
+        w += strspn(w, " \t\n");
+        size_t n = strcspn(w, " \t\n");
+        if (!n)
+            break;
+        char word[256];
+        snprintf(word, sizeof(word), "%.*s", (int)(n < sizeof(word) ? n : sizeof(word) - 1), w);
+        w += n;
+        uint64_t size, addr;
+        const char *e;
+        if (!strncmp(word, "dmem=", 5)) {
+            hc_append(d->dmem, sizeof(d->dmem), " ", word, strlen(word));
+            /* only dmem=SIZE@ADDR[:ALIGN] names a range by itself */
+            if (!hc_parse_size(word + 5, &size, &e) && *e == '@' &&
+                !hc_parse_size(e + 1, &addr, &e) && size && addr + size > addr &&
+                d->nat < HC_MAX_RANGES)
+                d->at[d->nat++] = (struct hc_range){ addr, addr + size };
+            continue;
+        }
+        if (strncmp(word, "memmap=", 7))
+            continue;
+        bool resv = false, esc = false;
+        char *save = NULL;
+        for (char *ent = strtok_r(word + 7, ",", &save); ent; ent = strtok_r(NULL, ",", &save)) {
+            if (hc_parse_size(ent, &size, &e))
+                continue;         /* exactmap, or not a memparse number */
+            if (e[0] == '$' && !hc_parse_size(e + 1, &addr, &e) && !*e && size &&
+                addr + size > addr) {
+                resv = true;
+                if (d->nresv < HC_MAX_RANGES)
+                    d->resv[d->nresv++] = (struct hc_range){ addr, addr + size };
+            } else if (e[0] == '\\' && e[1] == '$') {
+                esc = true;
+            }
+            /* SIZE@ADDR, SIZE#ADDR, SIZE!ADDR, SIZE%... and a bare SIZE
+             * (a RAM limit) reserve nothing for dmem */
+        }
+        /* strtok_r cut the word at its commas: take it again from cmdline */
+        if (resv)
+            hc_append(d->memmap, sizeof(d->memmap), " ", w - n, n);
+        if (esc)
+            hc_append(d->escaped, sizeof(d->escaped), " ", w - n, n);
+    }
+}
+
+/* Ranges of the "dmem: register region [A - B] on node N." kernel-log lines.
+ * Tencent's series prints B exclusive (start + size: dmem_region_register()
+ * counts pfn(B) - pfn(A)); a module that prints B inclusive, as
+ * /sys/firmware/memmap does, is read the same way: regions are page-aligned,
+ * so a B ending in 0xfff can only be the last byte, and B + 1 is the end. */
+static unsigned hc_dmem_log_ranges(const struct hc_ctx *x, struct hc_range *r, unsigned max)
 {
     unsigned n = 0;
     for (const char *l = x->dmesg; l && *l && n < max;) {
@@ -742,29 +826,26 @@ static unsigned hc_dmem_ranges(const struct hc_ctx *x, const char *cmdline,
         if (!s)
             break;
         unsigned long long a, b;
-        if (sscanf(s, "dmem: register region [%llx - %llx]", &a, &b) == 2 && b > a) {
-            r[n].start = a;
-            r[n].end = b;
-            n++;
+        if (sscanf(s, "dmem: register region [%llx - %llx]", &a, &b) == 2) {
+            if ((b & 0xfff) == 0xfff && b != ULLONG_MAX)
+                b++;
+            if (b > a) {
+                r[n].start = a;
+                r[n].end = b;
+                n++;
+            }
         }
         l = s + 1;
     }
-    if (n)
-        return n;
-    /* no log: only dmem=size@addr names a range by itself */
-    for (const char *p = cmdline; p && (p = strstr(p, "dmem=")) && n < max; p += 5) {
-        if (p != cmdline && p[-1] != ' ')
-            continue;
-        uint64_t size, addr;
-        const char *e;
-        if (!hc_parse_size(p + 5, &size, &e) && *e == '@' &&
-            !hc_parse_size(e + 1, &addr, &e)) {
-            r[n].start = addr;
-            r[n].end = addr + size;
-            n++;
-        }
-    }
     return n;
+}
+
+/* "[0x100000000-0x200000000) 4 GiB" */
+static void hc_fmt_range(struct hc_range rg, char *buf, size_t len)
+{
+    char sz[32];
+    hc_fmt_size(rg.end - rg.start, sz, sizeof(sz));
+    snprintf(buf, len, "[0x%" PRIx64 "-0x%" PRIx64 ") %s", rg.start, rg.end, sz);
 }
 
 static bool hc_range_is_ram(const struct hc_ctx *x, struct hc_range rg)
@@ -813,17 +894,10 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
     }
     free(fs);
 
-    /* dmem= words of the kernel command line */
-    char params[256] = "";
-    size_t used = 0;
-    for (const char *p = cmdline; p && (p = strstr(p, "dmem=")); p += 5) {
-        if (p != cmdline && p[-1] != ' ')
-            continue;
-        int w = snprintf(params + used, sizeof(params) - used, "%s%.*s", used ? " " : "",
-                         (int)strcspn(p, " \n"), p);
-        if (w > 0 && (size_t)w < sizeof(params) - used)
-            used += (size_t)w;
-    }
+    /* what the kernel command line reserves */
+    struct hc_dmem_cmdline d;
+    hc_parse_cmdline(cmdline, &d);
+    bool reserved = d.dmem[0] || d.memmap[0];
 
     if (x->dmemfs) {
         hc_add(x, "dmemfs", HC_OK, "registered in /proc/filesystems");
@@ -831,16 +905,34 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
         c = hc_add(x, "dmemfs", HC_WARN,
                    "not registered in /proc/filesystems: no dmemfs in this kernel, neither built in nor loaded as a module");
         hc_advise(c, "use [memory] backend=hugetlbfs, or a kernel with the dmemfs series (kernel-support/README.md)");
-        if (!params[0])
+        if (!reserved && !d.escaped[0])
             return;     /* nothing dmem-related on this host */
     }
-    if (params[0]) {
-        c = hc_add(x, "dmem-cmdline", x->dmemfs ? HC_OK : HC_WARN, "%s", params);
+    if (d.escaped[0]) {
+        c = hc_add(x, "dmem-cmdline", HC_WARN,
+                   "/proc/cmdline: %s: the backslash reached the kernel, which reads SIZE\\$ADDR as a RAM limit (like mem=SIZE), not a reservation",
+                   d.escaped);
+        hc_advise(c, "fix the boot loader's quoting of $ so that /proc/cmdline shows memmap=SIZE$ADDR");
+    } else if (reserved) {
+        char what[HC_TEXT_MAX] = "";
+        char part[HC_TEXT_MAX];
+        if (d.dmem[0]) {
+            snprintf(part, sizeof(part), "%s (dmem= reservation, as Tencent's dmemfs series uses)", d.dmem);
+            hc_append(what, sizeof(what), "; ", part, strlen(part));
+        }
+        if (d.memmap[0]) {
+            snprintf(part, sizeof(part), "%s (memmap= reservation, as the project's dmemfs module uses)", d.memmap);
+            hc_append(what, sizeof(what), "; ", part, strlen(part));
+        }
+        c = hc_add(x, "dmem-cmdline", x->dmemfs ? HC_OK : HC_WARN, "/proc/cmdline: %s", what);
         if (!x->dmemfs)
-            hc_advise(c, "memory is reserved for dmem but no dmemfs can hand it out");
+            hc_advise(c, "%s", d.dmem[0]
+                      ? "memory is reserved for dmem but no dmemfs can hand it out"
+                      : "memory is reserved with memmap= but no dmemfs hands it out: load the project's dmemfs module (kernel-support/dmemfs/), unless memmap= reserves it for something else");
     } else {
-        c = hc_add(x, "dmem-cmdline", HC_WARN, "no dmem= on /proc/cmdline: dmemfs has no memory");
-        hc_advise(c, "add dmem=SIZE[:ALIGN] to the host kernel command line, e.g. dmem=16G:1G");
+        c = hc_add(x, "dmem-cmdline", HC_WARN,
+                   "no dmem= and no memmap=SIZE$ADDR on /proc/cmdline: dmemfs has no memory");
+        hc_advise(c, "reserve memory at boot: memmap=SIZE$ADDR for the project's dmemfs module (e.g. memmap=4G$0x100000000, 1 GiB-aligned, inside System RAM of /sys/firmware/memmap), or dmem=SIZE[:ALIGN] with the dmemfs series (e.g. dmem=16G:1G)");
     }
 
     /* mounts */
@@ -910,32 +1002,68 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
             c = hc_add(x, "dmem-pages", freep ? HC_OK : HC_WARN,
                        "%s dpages: total %" PRIu64 ", free %" PRIu64 " (%s free)", ds, total, freep, fr);
             if (!freep)
-                hc_advise(c, "no free dpages: stop VMs or reserve more with dmem=");
+                hc_advise(c, "no free dpages: stop VMs or reserve more (dmem=, or memmap=SIZE$ADDR for the project's module)");
         }
     }
 
-    /* every dmem range must still be System RAM in the firmware map */
-    struct hc_range rg[16];
-    unsigned nr = hc_dmem_ranges(x, cmdline, rg, 16);
+    /* every dmem range must still be System RAM in the firmware map.  The
+     * kernel log names the ranges the allocator registered; before that
+     * (the module not loaded yet, or the log unreadable) /proc/cmdline's
+     * dmem=SIZE@ADDR and memmap=SIZE$ADDR name the ones reserved. */
+    struct hc_range rg[HC_MAX_RANGES];
+    char src[192];
+    unsigned nr = hc_dmem_log_ranges(x, rg, HC_MAX_RANGES);
+    if (nr) {
+        snprintf(src, sizeof(src), "the kernel log's \"dmem: register region\" lines");
+    } else {
+        for (unsigned i = 0; i < d.nat && nr < HC_MAX_RANGES; i++)
+            rg[nr++] = d.at[i];
+        for (unsigned i = 0; i < d.nresv && nr < HC_MAX_RANGES; i++)
+            rg[nr++] = d.resv[i];
+        snprintf(src, sizeof(src), "/proc/cmdline's %s%s%s (%s)",
+                 d.nat ? "dmem=SIZE@ADDR" : "", d.nat && d.nresv ? " and " : "",
+                 d.nresv ? "memmap=SIZE$ADDR" : "",
+                 x->dmesg ? "no \"dmem: register region\" line in the kernel log" : "kernel log unreadable");
+    }
     if (!nr) {
-        c = hc_add(x, "dmem-memmap", HC_WARN, "dmem ranges unknown (%s)",
+        c = hc_add(x, "dmem-memmap", HC_WARN,
+                   "dmem ranges unknown (%s; /proc/cmdline has no dmem=SIZE@ADDR or memmap=SIZE$ADDR)",
                    x->dmesg ? "no \"dmem: register region\" line in the kernel log" : "kernel log unreadable");
         hc_advise(c, "run as root; check that /sys/firmware/memmap lists the dmem ranges as System RAM");
         return;
     }
-    unsigned bad = 0;
-    char first_bad[96] = "";
+    char good[320] = "", bad[320] = "", one[96];
+    unsigned nbad = 0, good_left = 0, bad_left = 0;
     for (unsigned i = 0; i < nr; i++) {
-        if (!hc_range_is_ram(x, rg[i]) && !bad++)
-            snprintf(first_bad, sizeof(first_bad), "[0x%" PRIx64 "-0x%" PRIx64 ")", rg[i].start, rg[i].end);
+        hc_fmt_range(rg[i], one, sizeof(one));
+        if (hc_range_is_ram(x, rg[i])) {
+            if (!hc_append(good, sizeof(good), ", ", one, strlen(one)))
+                good_left++;
+        } else {
+            nbad++;
+            if (!hc_append(bad, sizeof(bad), ", ", one, strlen(one)))
+                bad_left++;
+        }
     }
-    if (bad) {
-        c = hc_add(x, "dmem-memmap", HC_WARN, "%u of %u dmem ranges not System RAM in /sys/firmware/memmap, first %s",
-                   bad, nr, first_bad);
-        hc_advise(c, "KVM would treat those pfns as MMIO (uncached); the host kernel carries a non-standard dmem patch");
+    char more[32] = "", also[HC_TEXT_MAX] = "";
+    if (nbad) {
+        if (bad_left)
+            snprintf(more, sizeof(more), " and %u more", bad_left);
+        if (good[0])
+            snprintf(also, sizeof(also), "; System RAM: %s%s", good, good_left ? " and more" : "");
+        c = hc_add(x, "dmem-memmap", HC_WARN,
+                   "%u of %u dmem ranges from %s not System RAM in /sys/firmware/memmap: %s%s%s",
+                   nbad, nr, src, bad, more, also);
+        if (d.memmap[0] && !d.dmem[0])
+            hc_advise(c, "the firmware does not list (all of) that memmap=SIZE$ADDR range as RAM: KVM would treat those pfns as MMIO (uncached); reserve a range inside one System RAM entry of /sys/firmware/memmap");
+        else
+            hc_advise(c, "KVM would treat those pfns as MMIO (uncached); the host kernel carries a non-standard dmem patch");
     } else {
-        hc_add(x, "dmem-memmap", HC_OK, "%u dmem range%s, all System RAM in /sys/firmware/memmap (KVM maps them write-back)",
-               nr, nr == 1 ? "" : "s");
+        if (good_left)
+            snprintf(more, sizeof(more), " and %u more", good_left);
+        hc_add(x, "dmem-memmap", HC_OK,
+               "%u dmem range%s from %s: %s%s; %sSystem RAM in /sys/firmware/memmap (KVM maps %s write-back)",
+               nr, nr == 1 ? "" : "s", src, good, more, nr == 1 ? "" : "all ", nr == 1 ? "it" : "them");
     }
 }
 
@@ -1087,7 +1215,7 @@ static void hc_check_config_memory(struct hc_ctx *x, const struct dvmm_config *c
     c = hc_add(x, "config-memory", have >= need ? HC_OK : HC_FAIL,
                "backend=%s at %s needs %" PRIu64 " x %s pages, %" PRIu64 " free", bname, m.dir, need, have_s, have);
     if (have < need)
-        hc_advise(c, "%s", dmem ? "free dpages (stop other VMs) or reserve more with dmem="
+        hc_advise(c, "%s", dmem ? "free dpages (stop other VMs) or reserve more (dmem=, or memmap=SIZE$ADDR for the project's module)"
                                : "reserve more: echo N > /sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages");
 }
 

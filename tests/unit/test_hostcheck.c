@@ -1,6 +1,8 @@
 /* hostcheck against fake /proc and /sys trees (tests/fixtures/hostcheck):
- * pvm (this development host), vtx, dmemfs-1g, dmemfs-mmio, no-mf.  Run
- * from the repository root, as `make test` does. */
+ * pvm (a PVM host where kvm_pvm refused to bind), vtx, dmemfs-1g (Tencent's
+ * series, dmem=), dmemfs-module (the project's module on Debian 6.1,
+ * memmap=), dmemfs-mmio, no-mf; and small trees built in /tmp for single
+ * cases.  Run from the repository root, as `make test` does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,7 +83,8 @@ static int run_main(char **argv, int argc, char **out)
 }
 
 /* A fake root under /tmp: put() writes ROOT/REL (parent directories made),
- * rmtree() removes it all. */
+ * link() symlinks ROOT/REL to a fixture path, rmtree() removes it all
+ * without following the links. */
 static void mkparents(const char *path)
 {
     char p[PATH_MAX];
@@ -104,6 +107,16 @@ static void put(const char *root, const char *rel, const char *text)
         fail_msg("%s: %s", p, strerror(errno));
     fputs(text, f);
     assert_int_equal(fclose(f), 0);
+}
+
+static void link_fixture(const char *root, const char *rel, const char *fixture)
+{
+    char p[PATH_MAX], target[PATH_MAX];
+    if (!realpath(fixture, target))
+        fail_msg("%s: %s", fixture, strerror(errno));
+    snprintf(p, sizeof(p), "%s/%s", root, rel);
+    mkparents(p);
+    assert_int_equal(symlink(target, p), 0);
 }
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
@@ -194,13 +207,15 @@ static void test_dmemfs_host(void **state)
     struct hc_report *rep = run(FIX "dmemfs-1g", NULL);
     need(rep, "dmemfs", HC_OK);
     const struct hc_check *c = need(rep, "dmem-cmdline", HC_OK);
-    contains(c->value, "dmem=16G:1G");
+    contains(c->value, "/proc/cmdline: dmem=16G:1G (dmem= reservation, as Tencent's dmemfs series uses)");
     c = need(rep, "dmemfs-mounts", HC_OK);
     contains(c->value, "/mnt/dmem (1 GiB)");   /* pagesize=40000000 is hex */
     c = need(rep, "dmem-pages", HC_OK);
     contains(c->value, "1 GiB dpages: total 16, free 12 (12 GiB free)");
+    /* the series prints the region's end exclusive: 0x240000000 + 16 GiB */
     c = need(rep, "dmem-memmap", HC_OK);
-    contains(c->value, "1 dmem range, all System RAM");
+    contains(c->value, "1 dmem range from the kernel log's \"dmem: register region\" lines: "
+                       "[0x240000000-0x640000000) 16 GiB; System RAM in /sys/firmware/memmap");
     c = need(rep, "memory-failure", HC_OK);
     contains(c->advice, "MF_MUST_KILL");
     assert_int_equal(hc_report_count(rep, HC_FAIL), 0);
@@ -219,9 +234,153 @@ static void test_dmemfs_unready(void **state)
     contains(c->advice, "debugfs");
     /* dmem=4G@0x700000000 lies past the last System RAM entry */
     c = need(rep, "dmem-memmap", HC_WARN);
-    contains(c->value, "1 of 1 dmem ranges not System RAM");
-    contains(c->value, "[0x700000000-0x800000000)");
+    contains(c->value, "1 of 1 dmem ranges from /proc/cmdline's dmem=SIZE@ADDR");
+    contains(c->value, "not System RAM in /sys/firmware/memmap: [0x700000000-0x800000000) 4 GiB");
+    contains(c->advice, "MMIO");
     free(rep);
+}
+
+/* The project's module on Debian 6.1: memory reserved with memmap=, the
+ * module's "register region" line printing the end inclusive. */
+static void test_dmemfs_module_host(void **state)
+{
+    (void)state;
+    struct hc_report *rep = run(FIX "dmemfs-module", NULL);
+    need(rep, "dmemfs", HC_OK);
+    const struct hc_check *c = need(rep, "dmem-cmdline", HC_OK);
+    contains(c->value, "/proc/cmdline: memmap=4G$0x100000000 (memmap= reservation, as the project's dmemfs module uses)");
+    c = need(rep, "dmemfs-mounts", HC_OK);
+    contains(c->value, "/mnt/dmem (1 GiB)");
+    c = need(rep, "dmem-pages", HC_OK);
+    contains(c->value, "1 GiB dpages: total 4, free 3 (3 GiB free)");
+    /* [0x100000000 - 0x1ffffffff] is the same 4 GiB as [... - 0x200000000] */
+    c = need(rep, "dmem-memmap", HC_OK);
+    contains(c->value, "1 dmem range from the kernel log's \"dmem: register region\" lines: "
+                       "[0x100000000-0x200000000) 4 GiB; System RAM in /sys/firmware/memmap "
+                       "(KVM maps it write-back)");
+    c = need(rep, "kvm-flavour", HC_OK);
+    contains(c->value, "AMD-V");
+    assert_int_equal(hc_report_count(rep, HC_FAIL), 0);
+    free(rep);
+}
+
+/* A tree with the dmemfs-module fixture's /sys (its firmware memmap: System
+ * RAM 0x100000-0x7ffdffff and 0x100000000-0x27fffffff) and mounts, and the
+ * given command line and kernel log (NULL: none). */
+static void module_root(char *dir, const char *cmdline, const char *dmesg, bool dmemfs)
+{
+    strcpy(dir, "/tmp/hc-mod-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    link_fixture(dir, "sys", FIX "dmemfs-module/sys");
+    link_fixture(dir, "proc/mounts", FIX "dmemfs-module/proc/mounts");
+    if (dmemfs)
+        link_fixture(dir, "proc/filesystems", FIX "dmemfs-module/proc/filesystems");
+    else
+        put(dir, "proc/filesystems", "nodev\tsysfs\nnodev\tproc\n\text4\n");
+    put(dir, "proc/cmdline", cmdline);
+    if (dmesg)
+        put(dir, ".dmesg", dmesg);
+}
+
+static void test_dmemfs_module_cmdline(void **state)
+{
+    (void)state;
+    char dir[32];
+    struct hc_report *rep;
+    const struct hc_check *c;
+
+    /* module not loaded yet: the ranges come from memmap=SIZE$ADDR words */
+    module_root(dir, "ro memmap=4G$4G\n", "[    0.000000] Linux version 6.1.0-57-amd64\n", true);
+    rep = run(dir, NULL);
+    c = need(rep, "dmem-cmdline", HC_OK);
+    contains(c->value, "memmap=4G$4G (memmap= reservation");
+    c = need(rep, "dmem-memmap", HC_OK);
+    contains(c->value, "1 dmem range from /proc/cmdline's memmap=SIZE$ADDR (no \"dmem: register region\" "
+                       "line in the kernel log): [0x100000000-0x200000000) 4 GiB; System RAM");
+    free(rep);
+    rmtree(dir);
+
+    /* same without a readable kernel log */
+    module_root(dir, "ro memmap=4G$4G\n", NULL, true);
+    rep = run(dir, NULL);
+    c = need(rep, "dmem-memmap", HC_OK);
+    contains(c->value, "memmap=SIZE$ADDR (kernel log unreadable): [0x100000000-0x200000000)");
+    free(rep);
+    rmtree(dir);
+
+    /* several entries in one memmap=, K/M/G and hex; memmap=SIZE@ADDR
+     * (RAM, not a reservation) is not dmem's */
+    module_root(dir, "ro memmap=1G$4G,0x40000000$5G memmap=512M@0x300000000 memmap=1048576K$0x180000000\n",
+                "", true);
+    rep = run(dir, NULL);
+    c = need(rep, "dmem-cmdline", HC_OK);
+    contains(c->value, "/proc/cmdline: memmap=1G$4G,0x40000000$5G memmap=1048576K$0x180000000 (memmap=");
+    assert_null(strstr(c->value, "512M@"));
+    c = need(rep, "dmem-memmap", HC_OK);
+    contains(c->value, "3 dmem ranges from /proc/cmdline's memmap=SIZE$ADDR");
+    contains(c->value, "[0x100000000-0x140000000) 1 GiB, [0x140000000-0x180000000) 1 GiB, "
+                       "[0x180000000-0x1c0000000) 1 GiB; all System RAM");
+    free(rep);
+    rmtree(dir);
+
+    /* a memmap= range running past the end of System RAM (0x27fffffff) */
+    module_root(dir, "ro memmap=4G$0x200000000\n", "", true);
+    rep = run(dir, NULL);
+    need(rep, "dmem-cmdline", HC_OK);
+    c = need(rep, "dmem-memmap", HC_WARN);
+    contains(c->value, "1 of 1 dmem ranges from /proc/cmdline's memmap=SIZE$ADDR");
+    contains(c->value, "not System RAM in /sys/firmware/memmap: [0x200000000-0x300000000) 4 GiB");
+    contains(c->advice, "inside one System RAM entry");
+    free(rep);
+    rmtree(dir);
+
+    /* the module registered a region outside System RAM; the end printed
+     * inclusive or exclusive names the same range */
+    static const char *const ends[] = { "0x2ffffffff", "0x300000000" };
+    for (unsigned i = 0; i < 2; i++) {
+        char log[160];
+        snprintf(log, sizeof(log), "[    4.8] dmem: register region [0x100000000 - 0x1ffffffff] on node 0.\n"
+                                   "[    4.9] dmem: register region [0x280000000 - %s] on node 0.\n", ends[i]);
+        module_root(dir, "ro memmap=4G$4G memmap=2G$0x280000000\n", log, true);
+        rep = run(dir, NULL);
+        c = need(rep, "dmem-memmap", HC_WARN);
+        contains(c->value, "1 of 2 dmem ranges from the kernel log's \"dmem: register region\" lines "
+                           "not System RAM in /sys/firmware/memmap: [0x280000000-0x300000000) 2 GiB; "
+                           "System RAM: [0x100000000-0x200000000) 4 GiB");
+        free(rep);
+        rmtree(dir);
+    }
+
+    /* a backslash that reached the kernel: a RAM limit, not a reservation */
+    module_root(dir, "ro memmap=4G\\$0x100000000\n", "", true);
+    rep = run(dir, NULL);
+    c = need(rep, "dmem-cmdline", HC_WARN);
+    contains(c->value, "memmap=4G\\$0x100000000: the backslash reached the kernel");
+    contains(c->advice, "quoting");
+    c = need(rep, "dmem-memmap", HC_WARN);
+    contains(c->value, "dmem ranges unknown");
+    free(rep);
+    rmtree(dir);
+
+    /* memmap= reserves, but no dmemfs is registered */
+    module_root(dir, "ro memmap=4G$4G\n", "", false);
+    rep = run(dir, NULL);
+    need(rep, "dmemfs", HC_WARN);
+    c = need(rep, "dmem-cmdline", HC_WARN);
+    contains(c->value, "memmap=4G$4G");
+    contains(c->advice, "load the project's dmemfs module");
+    need(rep, "dmem-memmap", HC_OK);
+    free(rep);
+    rmtree(dir);
+
+    /* dmemfs with nothing reserved */
+    module_root(dir, "ro console=ttyS0 memmap=exactmap mem=4G\n", "", true);
+    rep = run(dir, NULL);
+    c = need(rep, "dmem-cmdline", HC_WARN);
+    contains(c->value, "no dmem= and no memmap=SIZE$ADDR on /proc/cmdline");
+    contains(c->advice, "memmap=4G$0x100000000");
+    free(rep);
+    rmtree(dir);
 }
 
 /* kvm_pvm's reason is quoted whatever its wording and prefix spelling. */
@@ -417,6 +576,13 @@ static void test_config_dmemfs(void **state)
     need(rep, "config-vcpus", HC_OK);
     free(rep);
 
+    /* the project's module: 3 of 4 dpages free */
+    cfg_write(&f, "memory = 3G\n[memory]\nbackend = dmemfs\npath = /mnt/dmem/vm0\n");
+    rep = run(FIX "dmemfs-module", f.ini);
+    c = need(rep, "config-memory", HC_OK);
+    contains(c->value, "needs 3 x 1 GiB pages, 3 free");
+    free(rep);
+
     cfg_write(&f, "memory = 12800M\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n");
     rep = run(FIX "dmemfs-1g", f.ini);
     c = need(rep, "config-memory", HC_FAIL);
@@ -480,6 +646,8 @@ int main(void)
         cmocka_unit_test(test_vtx_host),
         cmocka_unit_test(test_dmemfs_host),
         cmocka_unit_test(test_dmemfs_unready),
+        cmocka_unit_test(test_dmemfs_module_host),
+        cmocka_unit_test(test_dmemfs_module_cmdline),
         cmocka_unit_test(test_pvm_other_reason),
         cmocka_unit_test(test_no_memory_failure_host),
         cmocka_unit_test(test_empty_root),
