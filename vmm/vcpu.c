@@ -251,7 +251,15 @@ int vcpu_reset(struct vcpu *v)
     };
     int ret;
 
-    if ((ret = vcpu_set_cpuid(v)) || (ret = vcpu_set_msrs(v)) ||
+    /* The CPUID is the same on every boot, and KVM refuses to change it
+     * once the vCPU has run: newer kernels (seen on 6.18) reject even an
+     * identical table with EINVAL.  So a reboot keeps the first one. */
+    if (!v->cpuid_set) {
+        if ((ret = vcpu_set_cpuid(v)))
+            return ret;
+        v->cpuid_set = true;
+    }
+    if ((ret = vcpu_set_msrs(v)) ||
         (ret = vcpu_set_fpu(v)) || (ret = vcpu_set_lapic(v)))
         return ret;
     ret = vcpu_ioctl(v, KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");

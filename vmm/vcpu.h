@@ -23,6 +23,7 @@ struct vcpu {
     pid_t tid;                  /* for SIGBUS injection by thread id */
     bool thread_started;
     bool reset_on_wake;         /* re-run the boot register setup after a park */
+    bool cpuid_set;             /* KVM_SET_CPUID2 done: never again after KVM_RUN */
     uint64_t exits;             /* KVM_RUN returns, for status */
 
     /* Memory failures: the SIGBUS handler fills mce_slot (AR on this
