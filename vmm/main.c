@@ -75,7 +75,9 @@ static int parse_run_args(int argc, char **argv, struct cli *c)
 
     memset(c, 0, sizeof(*c));
     optind = 1;
-    while ((o = getopt_long(argc, argv, "+s:vqh", opts, NULL)) != -1) {
+    /* No '+': GNU getopt permutes, so options go anywhere on the line
+     * (`dvmm run vm.ini --memstat` as well as before the file). */
+    while ((o = getopt_long(argc, argv, "s:vqh", opts, NULL)) != -1) {
         switch (o) {
         case 's':
             if (c->nsets == MAX_SETS) {
@@ -110,11 +112,9 @@ static int parse_run_args(int argc, char **argv, struct cli *c)
             return EXIT_USER;
         }
     }
-    /* The file may come before or after options: accept one positional. */
+    /* One positional: the file, wherever it stood. */
     for (; optind < argc; optind++) {
-        if (!strcmp(argv[optind], "--set") && optind + 1 < argc && c->nsets < MAX_SETS) {
-            c->sets[c->nsets++] = argv[++optind];
-        } else if (!c->file) {
+        if (!c->file) {
             c->file = argv[optind];
         } else {
             fprintf(stderr, "dvmm %s: unexpected argument '%s'\n", argv[0], argv[optind]);
