@@ -33,7 +33,6 @@ kvm_absent_reason() {
 }
 
 need_kvm() {
-    local why script rc
     if kvm_usable; then
         if [ -n "${DVMM_NESTED:-}" ]; then
             KVM_WHERE="nested KVM host (QEMU TCG with nested SVM, kernel $(uname -r))"
@@ -46,11 +45,34 @@ need_kvm() {
     # broken, which must not look like a skip.
     [ -n "${DVMM_NESTED:-}" ] &&
         tap_bail_out "inside the nested KVM host but $(kvm_absent_reason)"
+    _kvm_env_go_nested "$(kvm_absent_reason)" "$@"
+}
 
+# need_nested_kvm WHY "$@": like need_kvm, but always in the nested KVM host,
+# even where this host has a usable /dev/kvm: for tests that need the
+# nested host's own kernel side (dmemfs and the patched KVM; WHY says
+# which).  Inside the nested host it returns.
+need_nested_kvm() {
+    local what=$1
+    shift
+    if [ -n "${DVMM_NESTED:-}" ]; then
+        kvm_usable || tap_bail_out "inside the nested KVM host but $(kvm_absent_reason)"
+        KVM_WHERE="nested KVM host (QEMU TCG with nested SVM, kernel $(uname -r))"
+        return 0
+    fi
+    _kvm_env_go_nested "$what" "$@"
+}
+
+# _kvm_env_go_nested WHY "$@": run this script in the nested host and exit
+# with its status, or skip all (saying WHY this host cannot run it and why
+# the nested host cannot either).
+_kvm_env_go_nested() {
+    local why script rc what=$1
+    shift
     why=$(nested_unavailable_reason)
-    [ -n "$why" ] && tap_skip_all "$(kvm_absent_reason) and $why"
+    [ -n "$why" ] && tap_skip_all "$what and $why"
     nested_prepare >/dev/null 2>&1 ||
-        tap_skip_all "$(kvm_absent_reason) and Debian's kernel for a nested KVM host cannot be fetched with apt"
+        tap_skip_all "$what and Debian's kernel for a nested KVM host cannot be fetched with apt"
 
     script=$(readlink -f "$0")
     nested_run "$script" "$@"

@@ -13,7 +13,11 @@
 #        (seconds without a heartbeat that count as a stopped nested host,
 #        default 240), DVMM_NESTED_MODULES (extra modules to load),
 #        DVMM_NESTED_KEEP=1 (keep the job directory), DVMM_NESTED_DISABLE=1
-#        (never use it: KVM tests skip).
+#        (never use it: KVM tests skip), DVMM_NESTED_DMEM=SIZE (a dmemfs
+#        host: SIZE more RAM, reserved with memmap=SIZE$4G, the project's
+#        patched kvm.ko/kvm-amd.ko and dmemfs.ko loaded with that region;
+#        SIZE in whole GiB, e.g. 4G; see kernel-support/kernel-build),
+#        DVMM_NESTED_APPEND (more words for the nested kernel's command line).
 # A nested host that stops (its kernel under TCG has been seen to stall for
 # good, idle or in a soft lockup, once in a few dozen boots) is killed and
 # the job run once more from the start, saying so on stderr; its output
@@ -41,18 +45,70 @@ nested_unavailable_reason() {
     fi
 }
 
+# The dmemfs reservation of DVMM_NESTED_DMEM, in bytes, or nothing.  It
+# starts at 4 GiB: with 2.75 GiB or more, q35 puts 2 GiB below 4 GiB and the
+# rest from 4 GiB up, so the range is RAM in the firmware e820.
+nested_dmem_bytes() {
+    local s=${DVMM_NESTED_DMEM:-}
+    [ -n "$s" ] || return 0
+    case $s in
+        [1-9]G|[1-9][0-9]G) echo $(( ${s%G} << 30 )) ;;
+        *) echo "nested: DVMM_NESTED_DMEM='$s': give whole GiB, e.g. 4G" >&2; return 1 ;;
+    esac
+}
+
+# QEMU's -m: DVMM_NESTED_MEM of ordinary RAM, plus the dmemfs reservation.
+_nested_qemu_mem() {
+    local mem=${DVMM_NESTED_MEM:-8G} dmem
+    dmem=$(nested_dmem_bytes) || return 1
+    [ -n "$dmem" ] || { echo "$mem"; return 0; }
+    case $mem in
+        *G) echo "$(( ${mem%G} + (dmem >> 30) ))G" ;;
+        *M) echo "$(( ${mem%M} + (dmem >> 20) ))M" ;;
+        *) echo "nested: DVMM_NESTED_MEM='$mem' with DVMM_NESTED_DMEM: give it in M or G" >&2; return 1 ;;
+    esac
+}
+
+# Kernel command-line words for the dmemfs reservation (none without one).
+# dmemfs.region is read by the nested /init, as modprobe would.
+_nested_dmem_append() {
+    local dmem
+    dmem=$(nested_dmem_bytes) || return 1
+    [ -n "$dmem" ] || return 0
+    printf ' memmap=%s$0x100000000 dmemfs.region=%s@0x100000000' "$DVMM_NESTED_DMEM" "$DVMM_NESTED_DMEM"
+}
+
 # Build (once) the initramfs: static busybox, /init, the module closure.
 # Sets NESTED_DIR, NESTED_INITRD (and the LINUX_* variables).
 nested_prepare() {
-    local build stage key mods m
+    local build stage key mods m kdir="" dmem
     linux_kernel_fetch || return 1
     build=$(dvmm_build_dir) || return 1
     NESTED_DIR=$build/nested
     mkdir -p "$NESTED_DIR/jobs" || return 1
 
     mods=$(linux_module_closure $NESTED_BASE_MODULES ${DVMM_NESTED_MODULES:-}) || return 1
+    dmem=$(nested_dmem_bytes) || return 1
+    if [ -n "$dmem" ]; then
+        # Debian's kvm.ko cannot fault 1 GiB pfn mappings: ours replace it.
+        kdir=$("$NESTED_REPO/kernel-support/kernel-build") || {
+            echo "nested: kernel-support/kernel-build failed: no dmemfs host" >&2
+            return 1
+        }
+        mods=$(for m in $mods; do
+                   case ${m##*/} in
+                       kvm.ko) echo "$kdir/kvm.ko" ;;
+                       kvm-amd.ko) echo "$kdir/kvm-amd.ko" ;;
+                       *) echo "$m" ;;
+                   esac
+               done
+               echo "$kdir/dmemfs.ko")
+        # Inside, tests find the same modules (dmemfs.t reloads dmemfs).
+        export DVMM_NESTED_KDIR=$kdir
+    fi
     # The cache key covers everything that goes into the image.
     key=$( { cat "$NESTED_LIB/nested-init"; echo "$LINUX_KVER"; echo "$mods";
+             [ -n "$kdir" ] && sha256sum "$kdir"/*.ko
              sha256sum /bin/busybox; } | sha256sum | cut -c1-12)
     NESTED_INITRD=$NESTED_DIR/initramfs-$LINUX_KVER-$key.cpio.gz
     [ -f "$NESTED_INITRD" ] && return 0
@@ -141,6 +197,7 @@ nested_run() {
 # first attempt a stalled host returns 124 at once, its output dropped.
 _nested_attempt() {
     local attempt=$1 job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
+    local qmem dmem_append
     shift
     NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
     if [ -n "$(nested_unavailable_reason)" ]; then
@@ -153,6 +210,10 @@ _nested_attempt() {
         echo "nested-run: $NESTED_FAILURE" >&2
         return 125
     fi
+    qmem=$(_nested_qemu_mem) && dmem_append=$(_nested_dmem_append) || {
+        NESTED_FAILURE="bad DVMM_NESTED_MEM/DVMM_NESTED_DMEM"
+        return 125
+    }
     job=$(mktemp -d "$NESTED_DIR/jobs/job.XXXXXX") || return 125
     case $job in
         *[[:space:],]*) echo "nested-run: job path '$job' has spaces or commas" >&2; return 125 ;;
@@ -183,10 +244,10 @@ _nested_attempt() {
     timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
         qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
         -M q35 -accel tcg -cpu max,la57=off \
-        -smp "${DVMM_NESTED_CPUS:-2}" -m "${DVMM_NESTED_MEM:-8G}" \
+        -smp "${DVMM_NESTED_CPUS:-2}" -m "$qmem" \
         -display none -monitor none -serial "file:$job/console.log" \
         -kernel "$LINUX_VMLINUZ" -initrd "$NESTED_INITRD" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         "${tags[@]}" \
         </dev/null >"$job/qemu.log" 2>&1 &
