@@ -14,9 +14,15 @@
  * mce_retouch=1 adds a case to A after the AO: read the AO victim again and
  * expect an AR for it.  Only a host that really poisoned that page (the
  * harness's `hwpoison`) produces one, from KVM's own SIGBUS.
- * mce_phases=ar[,ao] runs only those cases of A and ends the check there,
- * for injectors that cannot reboot the guest without its lost pages (QEMU's
- * `mce` monitor command, tests/integration/qemu-mce.t).
+ * mce_phases=ar[,ao][,retouch] runs only those cases of A and ends the
+ * check there, for injectors that cannot reboot the guest without its lost
+ * pages (QEMU's `mce` monitor command, tests/integration/qemu-mce.t).  With
+ * mce_reboot=1 it reboots after them instead, and the boot that finds the
+ * victim gone only checks that the failed unit left e820, so that later
+ * checks (mem) run on what is left (tests/integration/dmemfs.t).
+ * mce_unit=SIZE is the host's unit of loss (a dmemfs dpage, a huge page):
+ * MCi_ADDR then names the unit's start, not the victim page, and the whole
+ * unit must leave e820.
  *
  * mcebench: the handler clears the bank and MCIP and at once writes one
  * byte (0x06) to the UART, N times; tests/bench/mce-latency times it. */
@@ -63,6 +69,7 @@
 #define COM1			0x3f8
 #define PHASE_AR		(1 << 0)
 #define PHASE_AO		(1 << 1)
+#define PHASE_RETOUCH		(1 << 2)
 
 /* What the #MC hook saw; it runs with no context argument, so this is
  * the one place it can leave its record. */
@@ -192,6 +199,7 @@ struct mce_case {
 	uint64_t mcg_status;
 	uint64_t status;
 	bool touch;		/* read the victim while waiting */
+	uint64_t addr;		/* MCi_ADDR expected: the start of the lost unit */
 };
 
 /* Announce the victim, touch it until a machine check comes, and compare
@@ -216,12 +224,12 @@ static bool mce_take(struct check_ctx *c, const struct mce_case *k, const char *
 		return false;
 	}
 	if (s->count != before + 1 || s->mcg_status != k->mcg_status ||
-	    s->status != k->status || s->addr != k->gpa || s->misc != MCI_MISC) {
+	    s->status != k->status || s->addr != k->addr || s->misc != MCI_MISC) {
 		console_printf("not ok %u - mce %s delivered # %lu events; MCG_STATUS 0x%lx "
 			       "(want 0x%lx) MC9_STATUS 0x%lx (want 0x%lx) MC9_ADDR 0x%lx "
 			       "(want 0x%lx) MC9_MISC 0x%lx (want 0x%lx) rip 0x%lx\n",
 			       ++*n, k->kind, s->count - before, s->mcg_status, k->mcg_status,
-			       s->status, k->status, s->addr, k->gpa, s->misc, MCI_MISC, s->rip);
+			       s->status, k->status, s->addr, k->addr, s->misc, MCI_MISC, s->rip);
 		check_fail(c, "%s machine check for GPA 0x%lx does not match the encoding",
 			   k->kind, k->gpa);
 		return false;
@@ -251,6 +259,8 @@ static int mce_phases(const char *cmdline)
 			mask |= PHASE_AR;
 		else if (w == 2 && !strncmp(v, "ao", 2))
 			mask |= PHASE_AO;
+		else if (w == 7 && !strncmp(v, "retouch", 7))
+			mask |= PHASE_RETOUCH;
 		else
 			return -1;
 		v += w;
@@ -263,14 +273,28 @@ static int mce_phases(const char *cmdline)
 	return mask ? mask : -1;
 }
 
-/* phases: PHASE_* bits to run and then return; 0 for all of them followed
- * by the reboot into phase B. */
-static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, int phases)
+/* mce_unit= (a power of two, at least a page; a page when absent), or 0
+ * when malformed. */
+static uint64_t mce_unit(const char *cmdline)
 {
+	uint64_t unit = PAGE;
+
+	if (cmdline_get_u64(cmdline, "mce_unit", false, &unit) < 0 || unit < PAGE ||
+	    (unit & (unit - 1)))
+		return 0;
+	return unit;
+}
+
+/* phases: PHASE_* bits to run and then return (or reboot, with reboot
+ * set); 0 for all of them followed by the reboot into phase B. */
+static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, int phases,
+			uint64_t unit, bool reboot)
+{
+	const uint64_t lost = ~(unit - 1);
 	const struct mce_case cases[] = {
-		{ "ar", victim, AR_MCG_STATUS, AR_MCI_STATUS, true },
-		{ "ao", victim + PAGE, AO_MCG_STATUS, AO_MCI_STATUS, false },
-		{ "ar", victim + PAGE, AR_MCG_STATUS, AR_MCI_STATUS, true },
+		{ "ar", victim, AR_MCG_STATUS, AR_MCI_STATUS, true, victim & lost },
+		{ "ao", victim + PAGE, AO_MCG_STATUS, AO_MCI_STATUS, false, (victim + PAGE) & lost },
+		{ "ar", victim + PAGE, AR_MCG_STATUS, AR_MCI_STATUS, true, (victim + PAGE) & lost },
 	};
 	const char *notes[] = { "", "", " retouch" };
 	uint64_t retouch = 0;
@@ -280,7 +304,7 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, 
 	if (cmdline_get_u64(c->bi->cmdline, "mce_retouch", false, &retouch) < 0)
 		retouch = 0;
 	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (i == 2 && !retouch)
+		if (i == 2 && !retouch && !(phases & PHASE_RETOUCH))
 			break;
 		if (phases && !(phases & (1 << i)))
 			continue;
@@ -298,7 +322,7 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, 
 		 * deliberate read); the VMM keeps it out of the next one. */
 		console_printf("# mce: retired page 0x%lx\n", cases[i].gpa);
 	}
-	if (phases) {
+	if (phases && !reboot) {
 		console_puts("# mce: mce_phases done, no reboot\n");
 		return;
 	}
@@ -310,10 +334,25 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, 
 	check_fail(c, "still running after the i8042 reset command");
 }
 
-static void mce_phase_b(struct check_ctx *c, uint64_t victim, uint64_t timeout)
+/* No byte of [start, start + len) is e820 RAM. */
+static bool range_not_ram(const struct bootinfo *bi, uint64_t start, uint64_t len)
+{
+	for (unsigned i = 0; i < bi->n_e820; i++) {
+		const struct bi_e820 *e = &bi->e820[i];
+
+		if (e->type == E820_RAM && e->addr < start + len && start < e->addr + e->size)
+			return false;
+	}
+	return true;
+}
+
+/* phases: the reboot after mce_phases/mce_reboot; only the absence of the
+ * lost unit is checked, and the checks after mce run on what is left. */
+static void mce_phase_b(struct check_ctx *c, uint64_t victim, uint64_t timeout, int phases,
+			uint64_t unit)
 {
 	const struct mce_case last = { "ar", victim + 2 * PAGE, AR_MCG_STATUS, AR_MCI_STATUS,
-				       true };
+				       true, (victim + 2 * PAGE) & ~(unit - 1) };
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < c->bi->n_e820; i++)
@@ -325,7 +364,17 @@ static void mce_phase_b(struct check_ctx *c, uint64_t victim, uint64_t timeout)
 		check_fail(c, "AO victim 0x%lx is still e820 RAM after the reboot", victim + PAGE);
 		return;
 	}
+	if (!range_not_ram(c->bi, (victim + PAGE) & ~(unit - 1), unit)) {
+		console_printf("not ok - mce victim pages absent from e820 after reboot "
+			       "# part of the lost unit [0x%lx, +0x%lx) is RAM\n",
+			       (victim + PAGE) & ~(unit - 1), unit);
+		check_fail(c, "the lost unit of 0x%lx is still e820 RAM after the reboot",
+			   victim + PAGE);
+		return;
+	}
 	console_puts("ok - mce victim pages absent from e820 after reboot\n");
+	if (phases)
+		return;
 	if (!page_is_ram(c->bi, last.gpa)) {
 		check_fail(c, "third victim GPA 0x%lx is not e820 RAM", last.gpa);
 		return;
@@ -361,21 +410,28 @@ void check_mce(struct check_ctx *c)
 	uint64_t victim = DEFAULT_VICTIM;
 	int rc = cmdline_get_u64(c->bi->cmdline, "mce_victim", true, &victim);
 	int phases = mce_phases(c->bi->cmdline);
+	uint64_t unit = mce_unit(c->bi->cmdline), reboot = 0;
 
 	if (rc < 0 || victim % PAGE || victim + 3 * PAGE > c->mapped_top) {
 		check_fail(c, "mce_victim must be a page address inside the identity map");
 		return;
 	}
 	if (phases < 0) {
-		check_fail(c, "mce_phases must be a comma-separated list of ar and ao");
+		check_fail(c, "mce_phases must be a comma-separated list of ar, ao and retouch");
 		return;
 	}
+	if (!unit) {
+		check_fail(c, "mce_unit must be a power of two of at least 4096");
+		return;
+	}
+	if (cmdline_get_u64(c->bi->cmdline, "mce_reboot", false, &reboot) < 0)
+		reboot = 0;
 	if (!mce_enable(c))
 		return;
-	if (phases || page_is_ram(c->bi, victim))
-		mce_phase_a(c, victim, mce_timeout_cycles(c), phases);
-	else if (victim < bootinfo_ram_top(c->bi))
-		mce_phase_b(c, victim, mce_timeout_cycles(c));
+	if (page_is_ram(c->bi, victim))
+		mce_phase_a(c, victim, mce_timeout_cycles(c), phases, unit, reboot);
+	else if (victim < bootinfo_ram_top(c->bi) || (phases && reboot))
+		mce_phase_b(c, victim, mce_timeout_cycles(c), phases, unit);
 	else
 		check_fail(c, "victim GPA 0x%lx lies above guest RAM", victim);
 }

@@ -3,7 +3,10 @@
  * read back.  That catches aliasing (two GPAs backed by one host page),
  * holes and lost writes, while touching each page only once per pass -
  * string fills are far too slow in an instruction emulator.  A sample of
- * pages also gets a full 4 KiB pattern. */
+ * pages also gets a full 4 KiB pattern.
+ * mem_zero=1 first checks that RAM from 1 MiB up, outside the guest's own
+ * image, reads as zero (the first boot on a backend that must hand out
+ * cleared memory: dmemfs reuses pages that held another owner's data). */
 #include <stdbool.h>
 
 #include "checks.h"
@@ -36,6 +39,7 @@ static inline uint64_t fill_word(uint64_t pa, uint64_t i)
 }
 
 enum walk_pass {
+	PASS_ZERO,
 	PASS_WRITE,
 	PASS_VERIFY,
 };
@@ -47,7 +51,12 @@ struct mem_walk {
 	uint64_t sample_every;	/* 0: no full-pattern pages */
 	uint64_t until_full;	/* countdown to the next full-pattern page */
 	uint64_t unmapped;	/* RAM bytes beyond the identity map */
+	uint64_t nonzero;	/* PASS_ZERO: pages that held data */
+	uint64_t zeroed;	/* PASS_ZERO: pages checked */
 };
+
+/* Below 1 MiB the VMM writes the boot data (zero page, cmdline, MP table). */
+#define ZERO_FROM	UINT64_C(0x100000)
 
 static bool page_is_ours(uint64_t pa)
 {
@@ -73,6 +82,21 @@ static void mem_page(struct mem_walk *w, uint64_t pa)
 		w->until_full = w->sample_every;
 	w->until_full--;
 	switch (w->pass) {
+	case PASS_ZERO:
+		if (pa < ZERO_FROM)
+			return;
+		for (uint64_t i = 0; i < (full ? QWORDS : 1); i++) {
+			uint64_t v = q[full ? i : 0] | q[QWORDS - 1];
+
+			if (v) {
+				if (w->nonzero++ < MAX_REPORTS)
+					console_printf("# mem: GPA 0x%lx is not zero at first boot "
+						       "(0x%016lx)\n", pa, v);
+				break;
+			}
+		}
+		w->zeroed++;
+		return;
 	case PASS_WRITE:
 		if (full) {
 			for (uint64_t i = 0; i < QWORDS; i++)
@@ -174,6 +198,17 @@ static void mem_walk_ram(struct mem_walk *w, enum walk_pass pass)
 	}
 }
 
+static void mem_run_zero(struct check_ctx *c, uint64_t sample_every)
+{
+	struct mem_walk w = { .c = c, .sample_every = sample_every };
+
+	mem_walk_ram(&w, PASS_ZERO);
+	console_printf("# mem: %lu pages from 1 MiB up checked for zero, %lu not zero\n",
+		       w.zeroed, w.nonzero);
+	if (w.nonzero)
+		check_fail(c, "%lu RAM pages held data at first boot", w.nonzero);
+}
+
 void mem_run(struct check_ctx *c, uint64_t sample_every, struct mem_stats *st)
 {
 	struct mem_walk w = { .c = c, .st = st };
@@ -207,7 +242,13 @@ void check_mem(struct check_ctx *c)
 		check_fail(c, "malformed mem_sample=");
 		return;
 	}
+	uint64_t zero = 0;
+
+	if (cmdline_get_u64(c->bi->cmdline, "mem_zero", false, &zero) < 0)
+		zero = 0;
 	/* mem_sample=N adds a full pattern on every N-th page; N=0 is the
 	 * default spread-out sample. */
+	if (zero)
+		mem_run_zero(c, every ? every : mem_count_pages(c) / DEFAULT_SAMPLE + 1);
 	mem_run(c, every, &st);
 }
