@@ -29,7 +29,7 @@ linux_kernel_fetch >&2 ||
 initrd=$(tests/linux/smoke-initramfs.sh) ||
     tap_bail_out "cannot build the smoke initramfs (needs busybox-static and cpio)"
 
-need_kvm "$@"
+need_kvm_stock_guest "$@"
 
 # Inside the nested host, leave time to report before it is killed (a
 # loaded machine can spend minutes just booting the nested host).
@@ -41,12 +41,7 @@ fi
 tap_plan 7
 tap_diag "running on $KVM_WHERE; kernel $LINUX_KVER, $vcpus vCPUs, $mem RAM, dvmm limit $limit s"
 
-# A stock kernel only gets through its early console on PVM (it needs the
-# instructions KVM's emulator lacks; see DESIGN.md "Platform facts").
 full_boot=yes
-if [ -d /sys/module/kvm_pvm ] && [ -z "${DVMM_NESTED:-}" ]; then
-    full_boot="no: /dev/kvm here is PVM, where a stock kernel stops in KVM's instruction emulator after its early console"
-fi
 
 out=$build/tests/linux-smoke
 rm -rf "$out" && mkdir -p "$out" || tap_bail_out "cannot create $out"

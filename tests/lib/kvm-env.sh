@@ -48,6 +48,16 @@ need_kvm() {
     _kvm_env_go_nested "$(kvm_absent_reason)" "$@"
 }
 
+# need_kvm_stock_guest "$@": need_kvm for a test that boots a stock (non-PVM)
+# kernel.  A PVM /dev/kvm does not count: such a kernel stops in KVM's
+# instruction emulator there, so the test goes to the nested KVM host.
+need_kvm_stock_guest() {
+    if [ -z "${DVMM_NESTED:-}" ] && kvm_usable && [ -d /sys/module/kvm_pvm ]; then
+        need_nested_kvm "/dev/kvm here is PVM, where a stock kernel stops in KVM's instruction emulator" "$@"
+    fi
+    need_kvm "$@"
+}
+
 # need_nested_kvm WHY "$@": like need_kvm, but always in the nested KVM host,
 # even where this host has a usable /dev/kvm: for tests that need the
 # nested host's own kernel side (dmemfs and the patched KVM; WHY says
