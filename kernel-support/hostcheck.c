@@ -547,7 +547,11 @@ static void hc_check_memory_failure(struct hc_ctx *x)
     } else {
         c = hc_add(x, "memory-failure", HC_OK, "recovery=1 early_kill=%" PRIu64 "%s", early,
                    early ? "" : " (dvmm asks for early kill itself with PR_MCE_KILL_EARLY)");
-        if (x->dmemfs)
+        /* The project's module (kernel-support/dmemfs/) has dmem/inject;
+         * Tencent's series does not. */
+        if (x->dmemfs && hc_exists(x, "/sys/kernel/debug/dmem/inject"))
+            hc_advise(c, "the project's dmemfs module signals a dpage failure from dmem/inject (AO, then AR on access); a hardware #MC on a dmem pfn is not signalled on this kernel (kernel-support/README.md)");
+        else if (x->dmemfs)
             hc_advise(c, "dmemfs sends SIGBUS only when the kernel sets MF_MUST_KILL; other dpage errors are not signalled");
     }
 }
@@ -827,9 +831,14 @@ static unsigned hc_dmem_log_ranges(const struct hc_ctx *x, struct hc_range *r, u
             break;
         unsigned long long a, b;
         if (sscanf(s, "dmem: register region [%llx - %llx]", &a, &b) == 2) {
+            bool seen = false;
+
             if ((b & 0xfff) == 0xfff && b != ULLONG_MAX)
                 b++;
-            if (b > a) {
+            /* A module loaded again logs its regions again. */
+            for (unsigned i = 0; i < n; i++)
+                seen |= r[i].start == a && r[i].end == b;
+            if (b > a && !seen) {
                 r[n].start = a;
                 r[n].end = b;
                 n++;

@@ -260,6 +260,10 @@ static void test_dmemfs_module_host(void **state)
                        "(KVM maps it write-back)");
     c = need(rep, "kvm-flavour", HC_OK);
     contains(c->value, "AMD-V");
+    /* dmem/inject marks the project's module: its signalling, not the
+     * original's MF_MUST_KILL rule. */
+    c = need(rep, "memory-failure", HC_OK);
+    contains(c->advice, "signals a dpage failure from dmem/inject");
     assert_int_equal(hc_report_count(rep, HC_FAIL), 0);
     free(rep);
 }
