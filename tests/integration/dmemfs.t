@@ -24,12 +24,9 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/kvm-env.sh
 
 DMEM_GIB=4
-# Both boots of the saving measurement pin the kernel's early dentry and
-# inode hash tables, which it otherwise sizes by RAM (memblock memory, so
-# the reservation halves them here): the drop in MemTotal is then struct
-# page alone.  Unpinned, the 4 GiB reservation also shrinks those tables by
-# 12 MiB, 3 MiB per GiB on top of the 16 MiB of struct page.
-export DVMM_NESTED_APPEND="dhash_entries=1048576 ihash_entries=524288${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}"
+# Both boots of the saving measurement pin the early hash tables
+# (tests/lib/nested.sh, NESTED_PINNED_HASHES), so only struct page differs.
+export DVMM_NESTED_APPEND="$NESTED_PINNED_HASHES${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}"
 
 # A host with its own dmemfs and /dev/kvm runs this here.  Elsewhere it runs
 # in the nested KVM host, even where /dev/kvm is usable: that host's kernel
@@ -47,17 +44,13 @@ else
                 "$(printf '%s\n' "$kbuild_out" | tail -n 20)"
             exit 1
         fi
-        # The same -m as the dmemfs boot (tests/lib/nested.sh adds the
-        # reservation to DVMM_NESTED_MEM), with nothing reserved.
-        ref_mem=${DVMM_NESTED_MEM:-8G}
-        ref_mem=$(( ${ref_mem%G} + DMEM_GIB ))G
-        ref_out=$(DVMM_NESTED_MEM=$ref_mem DVMM_NESTED_DMEM='' nested_run \
-                      awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>"${TMPDIR:-/tmp}/dmemfs-ref.$$")
-        case $ref_out in
-            [1-9]*) export DVMM_DMEM_REF_MEMTOTAL_KB=$ref_out DVMM_DMEM_REF_MEM=$ref_mem ;;
-            *) export DVMM_DMEM_REF_ERROR="reference boot (-m $ref_mem, no reservation) gave '$ref_out': $(tail -n 3 "${TMPDIR:-/tmp}/dmemfs-ref.$$")" ;;
-        esac
-        rm -f "${TMPDIR:-/tmp}/dmemfs-ref.$$"
+        ref_err=$(mktemp "${TMPDIR:-/tmp}/dmemfs-ref.XXXXXX")
+        if ref_kb=$(nested_memtotal_plain "$DMEM_GIB" 2>"$ref_err"); then
+            export DVMM_DMEM_REF_MEMTOTAL_KB=$ref_kb
+        else
+            export DVMM_DMEM_REF_ERROR="reference boot without the reservation failed: $(tail -n 3 "$ref_err")"
+        fi
+        rm -f "$ref_err"
     fi
     export DVMM_NESTED_DMEM=${DMEM_GIB}G
     need_nested_kvm "this host's kernel has no dmemfs" "$@"
@@ -371,7 +364,7 @@ else
     reserved=$(( DMEM_GIB * 1048576 ))
     drop=$(( DVMM_DMEM_REF_MEMTOTAL_KB - now ))
     per_gib=$(( (reserved - drop) / DMEM_GIB ))
-    tap_diag "MemTotal: $DVMM_DMEM_REF_MEMTOTAL_KB kB without, $now kB with memmap=${DMEM_GIB}G (-m $DVMM_DMEM_REF_MEM both)"
+    tap_diag "MemTotal: $DVMM_DMEM_REF_MEMTOTAL_KB kB without, $now kB with memmap=${DMEM_GIB}G (same -m, $NESTED_PINNED_HASHES)"
     tap_diag "reserved $reserved kB, MemTotal dropped $drop kB: saving $((reserved - drop)) kB, $per_gib kB per GiB (struct page for 1 GiB: 16384 kB)"
     if [ "$per_gib" -ge 14746 ] && [ "$per_gib" -le 18022 ]; then
         tap_ok "struct page saving: $per_gib kB per GiB, within 10 % of 16384 kB"

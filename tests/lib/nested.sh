@@ -78,6 +78,31 @@ _nested_dmem_append() {
     printf ' memmap=%s$0x100000000 dmemfs.region=%s@0x100000000' "$DVMM_NESTED_DMEM" "$DVMM_NESTED_DMEM"
 }
 
+# Kernel words that pin the early dentry and inode hash tables, which the
+# kernel sizes by RAM (memblock memory, so a dmemfs reservation halves them
+# here): with them on both boots of a struct-page measurement, the drop in
+# MemTotal is struct page alone.  Unpinned, a 4 GiB reservation of a 12 GiB
+# nested host also shrinks those tables by 12 MiB.
+NESTED_PINNED_HASHES="dhash_entries=1048576 ihash_entries=524288"
+
+# nested_memtotal_plain GIB: MemTotal (kB) of a nested host with the -m a
+# DVMM_NESTED_DMEM=GIB boot gets, but nothing reserved (the reference for
+# the struct page that the reservation does not need).  Uses the caller's
+# DVMM_NESTED_APPEND, which should hold NESTED_PINNED_HASHES.
+nested_memtotal_plain() {
+    local mem=${DVMM_NESTED_MEM:-8G} out
+    case $mem in
+        *G) mem=$(( ${mem%G} + $1 ))G ;;
+        *) echo "nested: DVMM_NESTED_MEM='$mem': give it in G" >&2; return 1 ;;
+    esac
+    out=$(DVMM_NESTED_MEM=$mem DVMM_NESTED_DMEM='' nested_run \
+              awk '/^MemTotal:/ { print $2 }' /proc/meminfo) || return 1
+    case $out in
+        [1-9]*) echo "$out" ;;
+        *) echo "nested: the reference boot (-m $mem) printed '$out'" >&2; return 1 ;;
+    esac
+}
+
 # Build (once) the initramfs: static busybox, /init, the module closure.
 # Sets NESTED_DIR, NESTED_INITRD (and the LINUX_* variables).
 nested_prepare() {
