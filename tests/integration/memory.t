@@ -314,7 +314,7 @@ mt_guest_tests() {
 
     # dmemfs: only where the kernel has it and someone mounted it.
     if ! grep -qw dmemfs /proc/filesystems; then
-        tap_skip "dmemfs: not in /proc/filesystems (kernel without the dmemfs patches)" 2
+        tap_skip "dmemfs: not in this kernel's /proc/filesystems (dmemfs.t tests it in a nested dmemfs host)" 2
         return
     fi
     dir=$(awk '$3 == "dmemfs" { print $2; exit }' /proc/mounts)
