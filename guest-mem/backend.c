@@ -31,16 +31,20 @@ bool gm_backend_allows_odirect(const struct guest_mem *gm)
 }
 
 /* statfs the path, or its directory when the file is yet to be created. */
+/* statfs of path, or of its directory when path is a file yet to be
+ * created there (then *parent names that directory, else it is ""). */
 static int backend_statfs(const struct gm_host *h, const char *path,
-                          struct statfs *st)
+                          struct statfs *st, char *parent, size_t plen)
 {
     char dir[PATH_MAX];
     int ret = h->statfs(path, st);
 
+    parent[0] = '\0';
     if (ret != -ENOENT)
         return ret;
     snprintf(dir, sizeof(dir), "%s", path);
-    return h->statfs(dirname(dir), st);
+    snprintf(parent, plen, "%s", dirname(dir));
+    return h->statfs(parent, st);
 }
 
 static int check_hugetlb_free(const struct gm_host *h, uint64_t ram_size,
@@ -131,7 +135,7 @@ int gm_backend_check(const struct gm_host *h, const struct gm_config *cfg,
     const char *name = gm_backend_name(cfg->backend);
     uint64_t magic, page;
     struct statfs st;
-    char sz[32];
+    char sz[32], parent[PATH_MAX];
     int ret;
 
     if (cfg->host_node >= 0) {
@@ -155,10 +159,23 @@ int gm_backend_check(const struct gm_host *h, const struct gm_config *cfg,
         snprintf(err, errlen, "memory.path is required for memory.backend=%s", name);
         return -EINVAL;
     }
-    ret = backend_statfs(h, cfg->path, &st);
+    ret = backend_statfs(h, cfg->path, &st, parent, sizeof(parent));
+    if (ret == -ENOENT && parent[0]) {
+        snprintf(err, errlen, "memory.path=%s does not exist, nor does its directory %s",
+                 cfg->path, parent);
+        return ret;
+    }
     if (ret) {
         snprintf(err, errlen, "memory.path=%s: statfs: %s", cfg->path, strerror(-ret));
         return ret;
+    }
+    if ((uint64_t)(uint32_t)st.f_type != magic && parent[0]) {
+        /* A missing file is only fine inside a mount of the right kind. */
+        snprintf(err, errlen,
+                 "memory.path=%s does not exist, and its directory %s is not on %s "
+                 "(f_type 0x%" PRIx64 ", want 0x%" PRIx64 ") for memory.backend=%s",
+                 cfg->path, parent, name, (uint64_t)(uint32_t)st.f_type, magic, name);
+        return -ENOENT;
     }
     if ((uint64_t)(uint32_t)st.f_type != magic) {
         snprintf(err, errlen,

@@ -180,6 +180,19 @@ static int cmd_check(int argc, char **argv)
         free(cfg);
         return ret == 0x100 ? 0 : EXIT_USER;
     }
+    /* Everything `run` checks before creating the VM: the memory backend
+     * against this host, with the same message and exit status. */
+    {
+        char err[1024];
+        uint64_t page;
+
+        if (gm_backend_check(gm_host_default(), &cfg->memory, cfg->vm.memory, &page,
+                             err, sizeof(err)) < 0) {
+            fprintf(stderr, "dvmm: %s\n", err);
+            free(cfg);
+            return EXIT_USER;
+        }
+    }
     memset(&gm, 0, sizeof(gm));
     gm.fd = -1;
     pthread_mutex_init(&gm.poison_lock, NULL);

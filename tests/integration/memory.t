@@ -43,11 +43,11 @@ trap mt_cleanup EXIT
 # Part 1: config errors
 ###########################################################################
 
-# mt_bad NAME DESCRIPTION REGEX: run $MT_TMP/NAME.ini, expect exit 2 and
-# exactly one stderr line matching REGEX.
+# mt_bad NAME DESCRIPTION REGEX [COMMAND]: `dvmm COMMAND` (default run) on
+# $MT_TMP/NAME.ini, expect exit 2 and exactly one stderr line matching REGEX.
 mt_bad() {
-    local name=$1 desc=$2 re=$3 rc lines
-    run_with_timeout 60 "$DT_DVMM" run "$MT_TMP/$name.ini" \
+    local name=$1 desc=$2 re=$3 cmd=${4:-run} rc lines
+    run_with_timeout 60 "$DT_DVMM" "$cmd" "$MT_TMP/$name.ini" \
         >"$MT_TMP/$name.out" 2>"$MT_TMP/$name.err" </dev/null
     rc=$?
     lines=$(wc -l <"$MT_TMP/$name.err")
@@ -86,6 +86,17 @@ mt_config_tests() {
     mt_ini bad-magic-dmemfs 64M "backend = dmemfs" "path = $plain"
     mt_bad bad-magic-dmemfs "dmemfs backend on a directory that is not dmemfs: exit 2, one line" \
         "memory\.path=.* is not on dmemfs \(f_type 0x[0-9a-f]+, want 0x2ace90c6\)"
+
+    # A path that does not exist: the message says so (not the file system
+    # type of some parent), and `check` refuses what `run` refuses.
+    mt_ini missing-path 64M "backend = hugetlbfs" "path = $MT_TMP/no-such-dir/ram"
+    mt_bad missing-path "hugetlbfs memory.path that does not exist: exit 2, one line saying so" \
+        "memory\.path=.*/no-such-dir/ram does not exist, nor does its directory"
+    mt_bad missing-path "dvmm check refuses the same memory.path with the same line" \
+        "memory\.path=.*/no-such-dir/ram does not exist, nor does its directory" check
+    mt_ini missing-file 64M "backend = hugetlbfs" "path = $plain/ram"
+    mt_bad missing-file "hugetlbfs memory.path file to create outside hugetlbfs: exit 2, one line naming the directory" \
+        "memory\.path=.*/ram does not exist, and its directory .* is not on hugetlbfs" check
 
     mt_ini thp-hugetlbfs 64M "backend = hugetlbfs" "path = $plain" "thp = yes"
     mt_bad thp-hugetlbfs "thp = yes with the hugetlbfs backend: exit 2, one line" \
