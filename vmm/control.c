@@ -32,6 +32,12 @@ struct ctl_client {
     char *out;
     size_t out_len, out_off, out_cap;
     size_t in_len;
+    /* A request whose handler answers later (CTL_LATER): its token, the
+     * reply so far and its command.  No further line is read as a request
+     * until ctl_server_resolve, so replies keep request order. */
+    uint64_t wait_token;
+    json_object *wait_reply;
+    const struct ctl_cmd *wait_cmd;
     char in[CTL_LINE_MAX + 1];   /* a maximal line plus its '\n' */
 };
 
@@ -42,7 +48,7 @@ enum ctl_cmd_id {
     CTL_PAUSE, CTL_RESUME, CTL_QUIT,
 };
 
-enum ctl_arg_type { CTL_ARG_GPA, CTL_ARG_KIND, CTL_ARG_VCPU };
+enum ctl_arg_type { CTL_ARG_GPA, CTL_ARG_KIND, CTL_ARG_VCPU, CTL_ARG_MODE, CTL_ARG_WAIT };
 
 struct ctl_key {
     const char *name;
@@ -61,12 +67,17 @@ struct ctl_args {
     uint64_t gpa;
     enum mce_kind kind;
     int vcpu;
+    bool user_mode;
+    bool has_wait;
+    unsigned wait_ms;
 };
 
 static const struct ctl_key ctl_mce_keys[] = {
     { "gpa", CTL_ARG_GPA, true },
     { "kind", CTL_ARG_KIND, true },
     { "vcpu", CTL_ARG_VCPU, false },
+    { "mode", CTL_ARG_MODE, false },
+    { "wait_ms", CTL_ARG_WAIT, false },
 };
 static const struct ctl_key ctl_gpa_keys[] = {
     { "gpa", CTL_ARG_GPA, true },
@@ -210,6 +221,23 @@ static int ctl_parse_arg(const struct ctl_cmd *cmd, const struct ctl_key *k,
             return ctl_bad(m, "%s: vcpu must be a non-negative integer", cmd->name);
         a->vcpu = (int)i;
         return 0;
+    case CTL_ARG_MODE:
+        /* The unconditional injection has no name: it is what no mode means. */
+        s = ctl_clean_string(v);
+        if (!s || strcmp(s, "user"))
+            return ctl_bad(m, "%s: mode must be \"user\" (or left out: inject at once, "
+                           "wherever the vCPU is)", cmd->name);
+        a->user_mode = true;
+        return 0;
+    case CTL_ARG_WAIT:
+        if (!json_object_is_type(v, json_type_int))
+            return ctl_bad(m, "%s: wait_ms must be an integer", cmd->name);
+        i = json_object_get_int64(v);
+        if (i < 1 || i > CTL_USER_WAIT_MAX_MS)
+            return ctl_bad(m, "%s: wait_ms must be 1..%d", cmd->name, CTL_USER_WAIT_MAX_MS);
+        a->wait_ms = (unsigned)i;
+        a->has_wait = true;
+        return 0;
     }
     return ctl_bad(m, "%s: internal error: bad argument type", cmd->name);
 }
@@ -260,20 +288,34 @@ static int ctl_validate(json_object *req, const struct ctl_cmd **cmdp,
         if (ret)
             return ret;
     }
+    if (cmd->id == CTL_MCE_INJECT) {
+        if (a->user_mode && a->kind != MCE_AR)
+            return ctl_bad(m, "%s: mode=user applies to kind=ar (an AO is not raised "
+                           "where the guest runs)", cmd->name);
+        if (a->has_wait && !a->user_mode)
+            return ctl_bad(m, "%s: wait_ms applies to mode=user only", cmd->name);
+        if (a->user_mode && !a->has_wait)
+            a->wait_ms = CTL_USER_WAIT_DEFAULT_MS;
+    }
     *cmdp = cmd;
     return 0;
 }
 
 static int ctl_call(const struct ctl_handlers *h, const struct ctl_cmd *cmd,
-                    const struct ctl_args *a, json_object *reply)
+                    const struct ctl_args *a, uint64_t token, json_object *reply)
 {
     int (*simple)(void *, json_object *) = NULL;
+    struct ctl_mce_req req;
 
     switch (cmd->id) {
     case CTL_MCE_INJECT:
         if (!h->mce_inject)
             return -EOPNOTSUPP;
-        return h->mce_inject(h->opaque, a->gpa, a->kind, a->vcpu, reply);
+        req = (struct ctl_mce_req){
+            .gpa = a->gpa, .kind = a->kind, .vcpu = a->vcpu,
+            .user_mode = a->user_mode, .wait_ms = a->wait_ms, .token = token,
+        };
+        return h->mce_inject(h->opaque, &req, reply);
     case CTL_HWPOISON:
         if (!h->hwpoison)
             return -EOPNOTSUPP;
@@ -290,24 +332,15 @@ static int ctl_call(const struct ctl_handlers *h, const struct ctl_cmd *cmd,
     return simple(h->opaque, reply);
 }
 
-static json_object *ctl_run(const struct ctl_handlers *h, json_object *req)
+/* The reply for a handler's outcome: reply itself on success, otherwise
+ * (reply dropped) an error naming why. */
+static json_object *ctl_finish(const struct ctl_cmd *cmd, int ret, json_object *reply)
 {
-    const struct ctl_cmd *cmd = NULL;
-    struct ctl_args a = { 0 };
     struct ctl_msg m;
-    json_object *reply, *e;
-    int ret;
+    json_object *e;
 
-    if (ctl_validate(req, &cmd, &a, &m))
-        return ctl_error("%s", m.text);
-    reply = json_object_new_object();
-    if (!reply)
-        return NULL;
-    json_object_object_add(reply, "ok", json_object_new_boolean(true));
-    ret = ctl_call(h, cmd, &a, reply);
     if (ret >= 0)
         return reply;
-
     if (ret == -EOPNOTSUPP)
         snprintf(m.text, sizeof(m.text), "%s: not supported by this VM", cmd->name);
     else if (json_object_object_get_ex(reply, "error", &e) &&
@@ -319,8 +352,40 @@ static json_object *ctl_run(const struct ctl_handlers *h, json_object *req)
     return ctl_error("%s", m.text);
 }
 
-json_object *ctl_handle_line(const struct ctl_handlers *h, const char *line,
-                             size_t len)
+/* *later is set when the handler answers with ctl_server_resolve: the
+ * returned object is then the reply so far, and *cmdp its command. */
+static json_object *ctl_run(const struct ctl_handlers *h, json_object *req, uint64_t token,
+                            bool *later, const struct ctl_cmd **cmdp)
+{
+    const struct ctl_cmd *cmd = NULL;
+    struct ctl_args a = { 0 };
+    struct ctl_msg m;
+    json_object *reply;
+    int ret;
+
+    if (ctl_validate(req, &cmd, &a, &m))
+        return ctl_error("%s", m.text);
+    reply = json_object_new_object();
+    if (!reply)
+        return NULL;
+    json_object_object_add(reply, "ok", json_object_new_boolean(true));
+    ret = ctl_call(h, cmd, &a, token, reply);
+    if (ret == CTL_LATER) {
+        if (token) {
+            *later = true;
+            *cmdp = cmd;
+            return reply;
+        }
+        json_object_put(reply);
+        return ctl_error("%s: cannot wait for the guest outside the control socket",
+                         cmd->name);
+    }
+    return ctl_finish(cmd, ret, reply);
+}
+
+static json_object *ctl_handle_line_tok(const struct ctl_handlers *h, const char *line,
+                                        size_t len, uint64_t token, bool *later,
+                                        const struct ctl_cmd **cmdp)
 {
     enum json_tokener_error jerr;
     json_object *req, *reply;
@@ -360,9 +425,18 @@ json_object *ctl_handle_line(const struct ctl_handlers *h, const char *line,
             return ctl_error("trailing data after the JSON object at byte %zu", end);
         }
     }
-    reply = ctl_run(h, req);
+    reply = ctl_run(h, req, token, later, cmdp);
     json_object_put(req);
     return reply;
+}
+
+json_object *ctl_handle_line(const struct ctl_handlers *h, const char *line,
+                             size_t len)
+{
+    const struct ctl_cmd *cmd;
+    bool later = false;
+
+    return ctl_handle_line_tok(h, line, len, 0, &later, &cmd);
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -435,6 +509,7 @@ static void ctl_client_free(struct ctl_server *srv, struct ctl_client *c)
     close(c->fd);
     srv->clients[c->slot] = NULL;
     srv->nclients--;
+    json_object_put(c->wait_reply);
     free(c->out);
     free(c);
 }
@@ -447,9 +522,12 @@ static int ctl_process(struct ctl_server *srv, struct ctl_client *c)
     size_t off = 0;
     int ret = 0;
 
-    while (!c->closing && ctl_out_pending(c) < CTL_OUT_HIGH) {
+    while (!c->closing && !c->wait_token && ctl_out_pending(c) < CTL_OUT_HIGH) {
         char *line = c->in + off;
         char *nl = memchr(line, '\n', c->in_len - off);
+        const struct ctl_cmd *cmd = NULL;
+        bool later = false;
+        json_object *reply;
 
         if (!nl) {
             if (c->in_len - off == sizeof(c->in)) {
@@ -465,7 +543,15 @@ static int ctl_process(struct ctl_server *srv, struct ctl_client *c)
             break;
         }
         off += (size_t)(nl - line) + 1;
-        ret = ctl_queue_reply(c, ctl_handle_line(srv->h, line, (size_t)(nl - line)));
+        reply = ctl_handle_line_tok(srv->h, line, (size_t)(nl - line), ++srv->next_token,
+                                    &later, &cmd);
+        if (later) {
+            c->wait_token = srv->next_token;
+            c->wait_reply = reply;
+            c->wait_cmd = cmd;
+            break;
+        }
+        ret = ctl_queue_reply(c, reply);
         if (ret)
             break;
     }
@@ -502,6 +588,14 @@ static bool ctl_client_event(struct ctl_server *srv, struct ctl_client *c, uint3
 {
     uint32_t want;
     int ret = 0, round;
+
+    /* Gone while its reply was still coming: nobody to answer, and a hung
+     * up socket would report EPOLLHUP for as long as the wait lasts. */
+    if (c->wait_token && (ev & (EPOLLHUP | EPOLLERR))) {
+        log_debug("control %s: client fd %d hung up before its reply", srv->path, c->fd);
+        ctl_client_free(srv, c);
+        return false;
+    }
 
     /* Alternate reading, answering and sending until nothing moves: the
      * input buffer may hold more lines than one round may answer.  Bounded
@@ -778,6 +872,41 @@ int ctl_server_fd(const struct ctl_server *srv)
 unsigned ctl_server_nclients(const struct ctl_server *srv)
 {
     return srv->nclients;
+}
+
+int ctl_server_resolve(struct ctl_server *srv, uint64_t token, int ret,
+                       json_object *fields)
+{
+    struct ctl_client *c = NULL;
+    json_object *reply;
+    int qret;
+
+    for (unsigned i = 0; token && i < CTL_MAX_CLIENTS && !c; i++)
+        if (srv->clients[i] && srv->clients[i]->wait_token == token)
+            c = srv->clients[i];
+    if (!c) {
+        json_object_put(fields);
+        return -ENOENT;
+    }
+    reply = c->wait_reply;
+    if (fields) {
+        json_object_object_foreach(fields, key, val)
+            json_object_object_add(reply, key, json_object_get(val));
+        json_object_put(fields);
+    }
+    c->wait_token = 0;
+    c->wait_reply = NULL;
+    qret = ctl_queue_reply(c, ctl_finish(c->wait_cmd, ret, reply));
+    if (qret) {
+        log_warn("control %s: client fd %d: %s; dropping it", srv->path, c->fd,
+                 strerror(-qret));
+        ctl_client_free(srv, c);
+        return 0;
+    }
+    /* Send it, then answer what the client sent meanwhile (or close it
+     * if it has finished). */
+    ctl_client_event(srv, c, 0);
+    return 0;
 }
 
 void ctl_server_close(struct ctl_server *srv)

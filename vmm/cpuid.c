@@ -18,6 +18,8 @@
 #define CPUID_TOPO_CORE 2
 #define CPUID_AMD_EBX 0x68747541U    /* "Auth" */
 #define CPUID_HYGON_EBX 0x6f677948U  /* "Hygo" */
+#define CPUID_EXT_BASE 0x80000000U
+#define CPUID_EXT_RAS 0x80000007U
 
 struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t function,
                                     uint32_t index)
@@ -30,6 +32,15 @@ struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t function,
             return e;
     }
     return NULL;
+}
+
+bool cpuid_vendor_amd(const struct kvm_cpuid2 *c)
+{
+    for (uint32_t i = 0; i < c->nent; i++)
+        if (c->entries[i].function == 0)
+            return c->entries[i].ebx == CPUID_AMD_EBX ||
+                   c->entries[i].ebx == CPUID_HYGON_EBX;
+    return false;
 }
 
 static unsigned cpuid_core_bits(unsigned n)
@@ -85,7 +96,8 @@ int cpuid_build(const struct kvm_cpuid2 *supported, unsigned vcpu_index,
     uint32_t cap = out->nent;
     unsigned core_bits = cpuid_core_bits(nvcpus);
     unsigned addressable = 1U << core_bits;
-    bool has_b = false, has_1f = false, amd = false;
+    bool has_b = false, has_1f = false, has_ras = false;
+    bool amd = cpuid_vendor_amd(supported);
     uint32_t max_basic = 0;
     int rc;
 
@@ -96,10 +108,8 @@ int cpuid_build(const struct kvm_cpuid2 *supported, unsigned vcpu_index,
     out->padding = 0;
     for (uint32_t i = 0; i < supported->nent; i++) {
         const struct kvm_cpuid_entry2 *s = &supported->entries[i];
-        if (s->function == 0) {
+        if (s->function == 0)
             max_basic = s->eax;
-            amd = s->ebx == CPUID_AMD_EBX || s->ebx == CPUID_HYGON_EBX;
-        }
         if (s->function == 0xb) {
             has_b = true;
             continue;
@@ -134,6 +144,23 @@ int cpuid_build(const struct kvm_cpuid2 *supported, unsigned vcpu_index,
             if (((e->eax >> 5) & 7) >= 3)
                 e->eax |= ((addressable > 4096 ? 4096 : addressable) - 1) << 14;
             break;
+        case CPUID_EXT_BASE:
+            /* Room for the RAS leaf, which an AMD guest needs (below). */
+            if (amd && e->eax < CPUID_EXT_RAS)
+                e->eax = CPUID_EXT_RAS;
+            break;
+        case CPUID_EXT_RAS:
+            /* KVM reports EBX = 0; Linux on AMD then panics on every
+             * uncorrected error.  SUCCOR lets it recover from one taken in
+             * user mode, McaOverflowRecov from one whose OVER bit KVM set
+             * (an AR finding an unpolled deferred AO in the bank).  Never
+             * SMCA: KVM does not emulate the MSRs it switches to. */
+            if (amd) {
+                e->ebx |= CPUID_RAS_EBX_MCA_RECOV;
+                e->ebx &= ~CPUID_RAS_EBX_SMCA;
+                has_ras = true;
+            }
+            break;
         case 0x80000008:
             if (amd)
                 e->ecx = (e->ecx & ~0xf0ffU) | (core_bits << 12) | (nvcpus - 1);
@@ -148,6 +175,24 @@ int cpuid_build(const struct kvm_cpuid2 *supported, unsigned vcpu_index,
         }
     }
 
+    if (amd && !has_ras) {
+        struct kvm_cpuid_entry2 e = {
+            .function = CPUID_EXT_RAS, .ebx = CPUID_RAS_EBX_MCA_RECOV,
+        };
+
+        rc = cpuid_append(out, cap, &e);
+        if (rc < 0)
+            return rc;
+        if (!cpuid_find(out, CPUID_EXT_BASE, 0)) {
+            struct kvm_cpuid_entry2 base = {
+                .function = CPUID_EXT_BASE, .eax = CPUID_EXT_RAS,
+            };
+
+            rc = cpuid_append(out, cap, &base);
+            if (rc < 0)
+                return rc;
+        }
+    }
     if (has_b || max_basic >= 0xb) {
         rc = cpuid_topology_leaf(out, cap, 0xb, vcpu_index, nvcpus, core_bits);
         if (rc < 0)

@@ -4,13 +4,27 @@
  * Topology presented: one package, nvcpus cores, one thread per core; the
  * APIC ID (xAPIC and x2APIC) is the vCPU index, matching the MP table.
  * Everything KVM reports as supported is kept (Linux picks what it uses);
- * only the topology fields and the hypervisor bit are rewritten. */
+ * only the topology fields and the hypervisor bit are rewritten, and an
+ * AMD or Hygon guest gets the machine-check recovery bits of leaf
+ * 0x80000007 EBX that KVM leaves out (CPUID_RAS_EBX_MCA_RECOV). */
 #ifndef DVMM_CPUID_H
 #define DVMM_CPUID_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <linux/kvm.h>
+
+/* CPUID 0x80000007 EBX, AMD's RAS capabilities. */
+#define CPUID_RAS_EBX_OVERFLOW_RECOV (1U << 0)   /* McaOverflowRecov */
+#define CPUID_RAS_EBX_SUCCOR         (1U << 1)   /* software uncorrectable error containment and recovery */
+#define CPUID_RAS_EBX_SMCA           (1U << 3)   /* scalable MCA: never offered */
+/* What an AMD/Hygon guest is given, as QEMU >= 9.1 does. */
+#define CPUID_RAS_EBX_MCA_RECOV (CPUID_RAS_EBX_OVERFLOW_RECOV | CPUID_RAS_EBX_SUCCOR)
+
+/* Whether the table's vendor (leaf 0) is AuthenticAMD or HygonGenuine:
+ * the guest then follows AMD's machine-check rules. */
+bool cpuid_vendor_amd(const struct kvm_cpuid2 *c);
 
 /* out->nent is the capacity of out->entries on entry, the entry count on
  * return.  Returns 0, -EINVAL (nvcpus 0, index >= nvcpus, or more than 256

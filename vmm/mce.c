@@ -10,31 +10,63 @@
 
 #define MCE_SMALL_PAGE 4096ULL
 
-int mce_encode(enum mce_kind kind, uint64_t gpa, struct kvm_x86_mce *out)
+const char *mce_encoding_name(enum mce_encoding enc)
 {
+    return enc == MCE_ENC_AMD ? "amd" : enc == MCE_ENC_INTEL ? "intel" : "?";
+}
+
+int mce_encode(enum mce_encoding enc, enum mce_kind kind, uint64_t gpa,
+               struct kvm_x86_mce *out)
+{
+    /* What every encoding has, as QEMU's kvm_mce_inject() starts. */
+    const uint64_t base = MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_EN |
+                          MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV;
+
     memset(out, 0, sizeof(*out));
-    switch (kind) {
-    case MCE_AR:
-        out->status = MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_EN |
-                      MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV |
-                      MCE_MCI_STATUS_S | MCE_MCI_STATUS_AR | MCE_MCACOD_AR;
-        /* EIPV: the interrupted RIP is the access that consumed the poison. */
-        out->mcg_status = MCE_MCG_STATUS_MCIP | MCE_MCG_STATUS_RIPV |
-                          MCE_MCG_STATUS_EIPV;
-        break;
-    case MCE_AO:
-        out->status = MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_EN |
-                      MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV |
-                      MCE_MCI_STATUS_S | MCE_MCACOD_AO;
-        out->mcg_status = MCE_MCG_STATUS_MCIP | MCE_MCG_STATUS_RIPV;
-        break;
-    default:
+    if ((kind != MCE_AR && kind != MCE_AO) ||
+        (enc != MCE_ENC_INTEL && enc != MCE_ENC_AMD))
         return -EINVAL;
+    /* RIPV: the interrupted RIP is valid to return to, which Linux needs to
+     * kill a task rather than itself.  For AR, EIPV too: that RIP is the
+     * access that consumed the poison.  MCIP only matters where a #MC is
+     * raised (KVM writes MCG_STATUS only then), yet QEMU passes it always. */
+    out->mcg_status = MCE_MCG_STATUS_MCIP | MCE_MCG_STATUS_RIPV;
+    if (kind == MCE_AR)
+        out->mcg_status |= MCE_MCG_STATUS_EIPV;
+    if (enc == MCE_ENC_INTEL) {
+        out->status = base | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_S;
+        out->status |= kind == MCE_AR ? MCE_MCI_STATUS_AR | MCE_MCACOD_AR : MCE_MCACOD_AO;
+    } else if (kind == MCE_AR) {
+        /* Linux grades AMD errors by SUCCOR and the CPL, not by S/AR (bit
+         * 55 is TCC there); POISON says the data was consumed. */
+        out->status = base | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_POISON;
+    } else {
+        /* No UC: KVM (and QEMU's TCG) only write the bank, and the guest's
+         * periodic poll grades it MCE_DEFERRED_SEVERITY and hands the page
+         * to memory_failure().  An uncorrected #MC here would be graded as
+         * an AR wherever it lands, fatal in kernel mode. */
+        out->status = base | MCE_MCI_STATUS_DEFERRED | MCE_MCI_STATUS_POISON;
     }
     out->addr = gpa;
     out->misc = MCE_MCI_MISC;
     out->bank = MCE_BANK;
     return 0;
+}
+
+const char *mce_user_mode_blocker(const struct kvm_sregs *sregs,
+                                  const struct kvm_vcpu_events *ev)
+{
+    if (sregs->ss.dpl != 3)
+        return "not at CPL 3";
+    if ((sregs->cs.selector & 3) != 3)
+        return "CS.RPL is not 3";
+    if (ev->exception.injected)
+        return "an exception is being delivered";
+    if (ev->interrupt.injected)
+        return "an interrupt is being delivered";
+    if (ev->nmi.injected)
+        return "an NMI is being delivered";
+    return NULL;
 }
 
 uint64_t mce_mcg_cap(uint64_t supported)
@@ -102,6 +134,8 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
         return -ENOMEM;
     json_object_object_add(o, "time", json_object_new_string(ts));
     json_object_object_add(o, "kind", json_object_new_string(mce_kind_name(ev->kind)));
+    json_object_object_add(o, "encoding",
+                           json_object_new_string(mce_encoding_name(ev->encoding)));
     json_object_object_add(o, "hva", mce_hex_or_null(ev->hva_known, ev->hva));
     json_object_object_add(o, "gpa", mce_hex_or_null(ev->gpa_known, ev->gpa));
     json_object_object_add(o, "page_size", json_object_new_int64((int64_t)ev->page_size));

@@ -111,7 +111,13 @@ static void __attribute__((noreturn)) mce_sigbus_fatal(const struct mce_slot *s,
         sb.n = 0;
         mce_sb_str(&sb, "{\"time\":\"");
         mce_sb_time(&sb, &ts);
-        mce_sb_str(&sb, "\",\"kind\":\"AR\",\"hva\":\"0x");
+        mce_sb_str(&sb, "\",\"kind\":\"AR\",");
+        if (s->encoding) {
+            mce_sb_str(&sb, "\"encoding\":\"");
+            mce_sb_str(&sb, s->encoding);
+            mce_sb_str(&sb, "\",");
+        }
+        mce_sb_str(&sb, "\"hva\":\"0x");
         mce_sb_num(&sb, hva, 16, 0);
         mce_sb_str(&sb, "\",\"gpa\":null,\"page_size\":");
         mce_sb_num(&sb, lsb < 64 ? UINT64_C(1) << lsb : 0, 10, 0);

@@ -27,6 +27,7 @@ struct mce_slot {
     unsigned dropped;           /* ring overflow (atomic) */
     int wake_fd;                /* eventfd poked by the handler, or -1 */
     int log_fd;                 /* MCE log, for the fatal case's line, or -1 */
+    const char *encoding;       /* the guest's, for that line, or NULL */
     /* Set while an AR can only be a report, not a fault of this thread's
      * own: inside KVM_RUN (KVM signals a vCPU whose guest hit the page)
      * and while the thread sends itself one.  Any other AR is dvmm's own

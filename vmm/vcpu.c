@@ -16,8 +16,6 @@
 #include "vmm/vm.h"
 #include "vmm/vm_mce.h"
 
-#define VCPU_KICK_SIGNAL SIGUSR1
-
 #define MSR_IA32_TSC            0x10
 #define MSR_IA32_SYSENTER_CS    0x174
 #define MSR_IA32_SYSENTER_ESP   0x175
@@ -93,6 +91,9 @@ void vcpu_destroy(struct vcpu *v)
         munmap(v->run, (size_t)v->vm->kvm.run_mmap_size);
     if (v->fd >= 0)
         close(v->fd);
+    if (v->mce_timer_ok)
+        timer_delete(v->mce_timer);
+    v->mce_timer_ok = false;
     v->run = NULL;
     v->fd = -1;
     pthread_mutex_destroy(&v->mce_lock);
@@ -445,6 +446,7 @@ static void *vcpu_thread(void *arg)
     snprintf(name, sizeof(name), "vcpu%u", v->idx);
     pthread_setname_np(pthread_self(), name);
     v->mce_slot.log_fd = v->vm->mce_log_fd;
+    v->mce_slot.encoding = mce_encoding_name(v->vm->mce_enc);
     mce_route_bind_thread(&v->mce_slot);
 
     for (;;) {

@@ -8,11 +8,39 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "vmm/mce_route.h"
 
+/* What makes a vCPU leave KVM_RUN: vcpu_kick's signal, and the retry timer
+ * of a mode=user machine check. */
+#define VCPU_KICK_SIGNAL SIGUSR1
+
 struct vm;
+
+/* An `mce-inject ... mode=user` in progress on one vCPU: the vCPU thread
+ * checks at each return from KVM_RUN (a timer kicks it every
+ * VCPU_MCE_USER_RETRY_NS) until the guest is in user mode, then injects;
+ * it hands the outcome to the main thread, which answers the control
+ * request (token).  Under the vCPU's mce_lock. */
+struct vcpu_mce_user {
+    bool active;                /* waiting for user mode (vCPU side) */
+    bool done;                  /* outcome ready (main side) */
+    uint64_t token;
+    struct mce_sig sig;
+    uint64_t start_ns, deadline_ns;   /* CLOCK_MONOTONIC */
+    unsigned checks;            /* vCPU states looked at */
+    const char *blocker;        /* the last reason it could not land */
+    uint64_t rip;               /* RIP/CS at the last check (the landing one) */
+    uint16_t cs;
+    /* outcome */
+    int ret;                    /* 0: landed; -ETIMEDOUT: gave up; -errno */
+    uint64_t end_ns;
+    bool injected;
+    char reason[160];
+};
 
 struct vcpu {
     struct vm *vm;
@@ -39,6 +67,11 @@ struct vcpu {
     unsigned mce_nselfsend;     /* under mce_lock; atomic read outside */
     bool mce_ready;             /* KVM_X86_SETUP_MCE succeeded */
     bool mce_shutdown_armed;    /* injected while MCIP set: next SHUTDOWN is that */
+    uint64_t mcg_cap;           /* MCG_CAP as the guest reads it (0: unknown) */
+    struct vcpu_mce_user mce_user;
+    unsigned mce_user_active;   /* atomic copy of mce_user.active, read unlocked */
+    timer_t mce_timer;          /* mode=user retry kicks */
+    bool mce_timer_ok;
 };
 
 int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen);

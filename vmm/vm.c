@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "guest-mem/overhead.h"
+#include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/term.h"
 #include "vmm/vm_control.h"
@@ -45,7 +46,7 @@ void vm_print_trace(const uint64_t *t)
     }
 }
 
-static void vm_wake_main(struct vm *vm)
+void vm_wake_main(struct vm *vm)
 {
     uint64_t one = 1;
 
@@ -67,8 +68,27 @@ void vm_request_exit(struct vm *vm, enum vm_outcome out, int status)
     vm_wake_main(vm);
 }
 
+/* A guest that resets soon after a #MC most likely did not survive it (a
+ * Linux guest that cannot recover panics, and with panic=-1 resets): say
+ * so, since the console is the guest's and the exit status is a reset's. */
+static void vm_report_mce_reset(struct vm *vm)
+{
+    uint64_t at = __atomic_load_n(&vm->mce_last_ns, __ATOMIC_ACQUIRE);
+    uint64_t now = vm_now_ns();
+
+    if (!at || now - at > 60ULL * 1000000000ULL)
+        return;
+    log_warn("vm %s: guest reset %.1f s after the machine check dvmm injected into "
+             "vcpu%d (GPA 0x%llx): it did not recover from it (a Linux guest panics, "
+             "then resets with panic=-1)", vm->cfg->vm.name, (double)(now - at) / 1e9,
+             __atomic_load_n(&vm->mce_last_vcpu, __ATOMIC_RELAXED),
+             (unsigned long long)__atomic_load_n(&vm->mce_last_gpa, __ATOMIC_RELAXED));
+    __atomic_store_n(&vm->mce_last_ns, 0, __ATOMIC_RELAXED);
+}
+
 void vm_request_reset(struct vm *vm)
 {
+    vm_report_mce_reset(vm);
     if (vm->cfg->vm.on_reset == CFG_RESET_EXIT) {
         log_info("vm %s: guest reset; on_reset = exit", vm->cfg->vm.name);
         vm_request_exit(vm, VM_OUT_RESET, 0);
@@ -96,6 +116,9 @@ bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
     bool stop, reset;
 
     pthread_mutex_lock(&vm->lock);
+    if (vm->park_request && !vm->stopping)
+        vm_mce_user_cancel(v, vm->reboot_pending ? "the guest is rebooting"
+                                                 : "the VM is pausing");
     while (vm->park_request && !vm->stopping) {
         vm->parked++;
         pthread_cond_broadcast(&vm->cond);
@@ -265,6 +288,10 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     ret = kvm_vm_create(&vm->kvm, err, errlen);
     if (ret)
         goto fail;
+    /* The guest sees the host's vendor (CPUID is passed through), and the
+     * machine-check encoding follows it. */
+    vm->mce_enc = cpuid_vendor_amd(vm->kvm.cpuid) ? MCE_ENC_AMD : MCE_ENC_INTEL;
+    vm->mce_main.encoding = mce_encoding_name(vm->mce_enc);
     ret = kvm_vm_map_memory(&vm->kvm, &vm->gm);
     if (ret) {
         errf("vm: registering guest RAM with KVM: %s", strerror(-ret));
@@ -516,6 +543,7 @@ int vm_run(struct vm *vm)
 
                 if (read(vm->event_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
                     log_err("vm: event_fd read: %s", strerror(errno));
+                vm_mce_user_poll(vm);
             } else if (ev[i].data.fd == vm->mce_main.wake_fd) {
                 vm_mce_main_poll(vm);
             } else if (vm->ctl_open && ev[i].data.fd == ctl_server_fd(&vm->ctl)) {

@@ -81,6 +81,12 @@ struct vm {
     bool config_error;          /* vm_create failed on something the user named */
     int mce_log_fd;             /* JSON lines, one per memory-failure event */
     struct mce_slot mce_main;   /* SIGBUS MCE events taken by the main thread */
+    enum mce_encoding mce_enc;  /* by the guest's CPUID vendor */
+    /* The last #MC injected (CLOCK_MONOTONIC ns, 0: none; atomic), so that a
+     * guest reset right after one can be reported as its likely outcome. */
+    uint64_t mce_last_ns;
+    int mce_last_vcpu;
+    uint64_t mce_last_gpa;
     uint64_t t[VM_T_NR];        /* start-up trace */
     struct ctl_server ctl;
     struct ctl_handlers ctl_h;
@@ -113,5 +119,7 @@ void vm_request_reset(struct vm *vm);
 /* vCPU side of parking: returns false when the vCPU must stop. */
 bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
 bool vm_should_stop(struct vm *vm);
+/* Wake the main loop (its event fd), e.g. for a vCPU's finished request. */
+void vm_wake_main(struct vm *vm);
 
 #endif

@@ -35,6 +35,10 @@ static int ctl_status(void *opaque, json_object *reply)
     json_object_object_add(reply, "reboots", json_object_new_int((int)vm->reboots));
     json_object_object_add(reply, "poisoned_pages",
                            json_object_new_int((int)gm_poison_list(&vm->gm, NULL, 0)));
+    json_object_object_add(reply, "mce_encoding",
+                           json_object_new_string(mce_encoding_name(vm->mce_enc)));
+    if (vm->nvcpus && vm->vcpus[0].mcg_cap)
+        json_object_object_add(reply, "mcg_cap", hex(vm->vcpus[0].mcg_cap));
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         json_object *c = json_object_new_object();
 
@@ -64,10 +68,9 @@ static int ctl_memstat(void *opaque, json_object *reply)
     return 0;
 }
 
-static int ctl_mce_inject(void *opaque, uint64_t gpa, enum mce_kind kind, int vcpu,
-                          json_object *reply)
+static int ctl_mce_inject(void *opaque, const struct ctl_mce_req *req, json_object *reply)
 {
-    return vm_mce_inject(opaque, gpa, kind, vcpu, reply);
+    return vm_mce_inject(opaque, req, reply);
 }
 
 static int ctl_hwpoison(void *opaque, uint64_t gpa, json_object *reply)

@@ -1,6 +1,8 @@
 #include "vmm/vm_mce.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -8,17 +10,71 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/mce_route.h"
 #include "vmm/vm.h"
 
 #define MSR_IA32_MCG_STATUS 0x17a
-#define MCG_STATUS_MCIP     (1ULL << 2)
 #define X86_CR4_MCE         (1ULL << 6)
+/* mode=user: how often a waiting vCPU is made to leave KVM_RUN to look. */
+#define MCE_USER_RETRY_NS   1000000ULL
+
+#ifndef sigev_notify_thread_id
+#define sigev_notify_thread_id _sigev_un._tid
+#endif
+
+static int vm_mce_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e;
+    } m = { .hdr.nmsrs = 1, .e.index = index };
+    int n = ioctl(v->fd, KVM_GET_MSRS, &m);
+
+    if (n < 0)
+        return -errno;
+    if (n != 1)
+        return -EINVAL;
+    *val = m.e.data;
+    return 0;
+}
+
+/* Says, once, what the guest's MCG_CAP really is against what was asked:
+ * KVM on SVM keeps only bits 8:0, so MCG_SER_P never reaches the guest
+ * although KVM_X86_GET_MCE_CAP_SUPPORTED offers it. */
+static void vm_mce_report_cap(struct vcpu *v, uint64_t asked, int ret)
+{
+    enum mce_encoding enc = v->vm->mce_enc;
+
+    if (ret < 0) {
+        log_warn("vcpu0: reading MCG_CAP back after KVM_X86_SETUP_MCE 0x%llx: %s",
+                 (unsigned long long)asked, strerror(-ret));
+        return;
+    }
+    log_info("vcpu0: guest MCG_CAP 0x%llx (asked 0x%llx), %s machine-check encoding",
+             (unsigned long long)v->mcg_cap, (unsigned long long)asked,
+             mce_encoding_name(enc));
+    if (v->mcg_cap & MCE_MCG_SER_P)
+        return;
+    if (enc == MCE_ENC_AMD)
+        /* Not a problem, so not a warning: Linux grades AMD errors by
+         * SUCCOR, which the guest's CPUID has. */
+        log_info("vcpu0: the guest has no MCG_SER_P (%s); AMD guests do not use it: "
+                 "Linux recovers them by CPUID SUCCOR, which dvmm sets",
+                 (asked & MCE_MCG_SER_P) ? "KVM on SVM masks MCG_CAP to bits 8:0"
+                                         : "KVM does not offer it");
+    else
+        log_warn("vcpu0: the guest has no MCG_SER_P (%s): an Intel-vendor guest sees "
+                 "every uncorrected machine check as fatal, with no software recovery",
+                 (asked & MCE_MCG_SER_P) ? "KVM dropped it from MCG_CAP"
+                                         : "KVM does not offer it");
+}
 
 int vm_mce_setup_vcpu(struct vcpu *v)
 {
     uint64_t cap = mce_mcg_cap(v->vm->kvm.mce_cap);
+    int ret;
 
     if (!cap) {
         log_warn("vcpu%u: KVM offers %llu MCE banks, bank 9 needs 10: no "
@@ -33,9 +89,11 @@ int vm_mce_setup_vcpu(struct vcpu *v)
                 (unsigned long long)cap, strerror(e));
         return -e;
     }
-    if (!(cap & (1ULL << 24)) && v->idx == 0)
-        log_warn("vcpu0: KVM does not offer MCG_SER_P (as on AMD hosts): guests "
-                 "see machine checks without software error recovery");
+    ret = vm_mce_get_msr(v, MCE_MSR_MCG_CAP, &v->mcg_cap);
+    if (ret < 0)
+        v->mcg_cap = 0;
+    if (v->idx == 0)
+        vm_mce_report_cap(v, cap, ret);
     v->mce_ready = true;
     return 0;
 }
@@ -50,18 +108,19 @@ static void vm_mce_log(struct vm *vm, const struct mce_event *ev)
 
 /* Whether a machine check now would shut the guest down instead of being
  * delivered: KVM turns it into a triple fault while MCIP is still set or
- * before the guest enabled CR4.MCE. */
-static const char *vm_mce_blocked(struct vcpu *v)
+ * before the guest enabled CR4.MCE.  sregs: the vCPU's, or NULL to read
+ * them. */
+static const char *vm_mce_blocked(struct vcpu *v, const struct kvm_sregs *sregs)
 {
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m = { .hdr.nmsrs = 1, .e.index = MSR_IA32_MCG_STATUS };
-    struct kvm_sregs sregs;
+    struct kvm_sregs own;
+    uint64_t mcg_status = 0;
 
-    if (ioctl(v->fd, KVM_GET_MSRS, &m) == 1 && (m.e.data & MCG_STATUS_MCIP))
+    if (vm_mce_get_msr(v, MSR_IA32_MCG_STATUS, &mcg_status) == 0 &&
+        (mcg_status & MCE_MCG_STATUS_MCIP))
         return "MCIP still set from an earlier machine check";
-    if (ioctl(v->fd, KVM_GET_SREGS, &sregs) == 0 && !(sregs.cr4 & X86_CR4_MCE))
+    if (!sregs && ioctl(v->fd, KVM_GET_SREGS, &own) == 0)
+        sregs = &own;
+    if (sregs && !(sregs->cr4 & X86_CR4_MCE))
         return "guest has not enabled CR4.MCE";
     return NULL;
 }
@@ -74,12 +133,15 @@ static uint64_t vm_mce_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-/* sent_ns: when this thread sent itself the SIGBUS, 0 when unknown. */
-static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t sent_ns)
+/* sent_ns: when this thread sent itself the SIGBUS, 0 when unknown.  The
+ * logged event goes to *out too, when out is given. */
+static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t sent_ns,
+                          struct mce_event *out)
 {
     struct vm *vm = v->vm;
     struct mce_event ev = {
-        .kind = sig->kind, .hva_known = true, .hva = sig->addr, .vcpu = (int)v->idx,
+        .kind = sig->kind, .encoding = vm->mce_enc, .hva_known = true,
+        .hva = sig->addr, .vcpu = (int)v->idx,
     };
     struct mce_poison_range pr;
     struct kvm_x86_mce mce;
@@ -103,7 +165,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
                     v->idx, (unsigned long long)sig->addr);
             vm_request_exit(vm, VM_OUT_ERROR, 1);
         }
-        return;
+        goto out;
     }
     ev.gpa_known = true;
     /* An AO for a page already reported (the kernel's early-kill AO often
@@ -123,9 +185,12 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
     if (!v->mce_ready) {
         ev.reason = "no MCE banks on this vCPU";
         vm_mce_log(vm, &ev);
-        return;
+        goto out;
     }
-    blocked = vm_mce_blocked(v);
+    mce_encode(vm->mce_enc, sig->kind, ev.gpa, &mce);
+    /* Only a #MC can shut the guest down; a deferred error (AMD's AO) just
+     * fills the bank, whatever MCIP and CR4.MCE say. */
+    blocked = mce_raises_mc(&mce) ? vm_mce_blocked(v, NULL) : NULL;
     if (sig->kind == MCE_AO && (was_poisoned || blocked)) {
         /* Action-optional means the guest may ignore it; a machine check
          * while MCIP is set cannot be delivered, only shut the guest down. */
@@ -133,9 +198,8 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
                                  : "not injected: optional event while a machine "
                                    "check is in progress (MCIP set)";
         vm_mce_log(vm, &ev);
-        return;
+        goto out;
     }
-    mce_encode(sig->kind, ev.gpa, &mce);
     if (ioctl(v->fd, KVM_X86_SET_MCE, &mce) < 0) {
         ev.reason = strerror(errno);
     } else {
@@ -144,11 +208,25 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
             ev.sent_ns = sent_ns;
         }
         ev.injected = true;
-        ev.reason = blocked ? blocked : "injected";
+        if (blocked)
+            ev.reason = blocked;
+        else if (!mce_raises_mc(&mce))
+            ev.reason = "deferred error written to bank 9, no #MC: the guest finds "
+                        "it when it polls its banks";
+        else
+            ev.reason = "injected";
         if (blocked)
             v->mce_shutdown_armed = true;
+        if (mce_raises_mc(&mce)) {
+            __atomic_store_n(&vm->mce_last_vcpu, (int)v->idx, __ATOMIC_RELAXED);
+            __atomic_store_n(&vm->mce_last_gpa, ev.gpa, __ATOMIC_RELAXED);
+            __atomic_store_n(&vm->mce_last_ns, vm_mce_mono_ns(), __ATOMIC_RELEASE);
+        }
     }
     vm_mce_log(vm, &ev);
+out:
+    if (out)
+        *out = ev;
 }
 
 /* Raise the requested ARs on this (the vCPU) thread.  Each SIGBUS is
@@ -178,7 +256,172 @@ static void vm_mce_selfsend(struct vcpu *v)
                     (unsigned long long)req[i].addr, strerror(-ret));
         /* Handled here, so the log can say how long send-to-inject took. */
         while (mce_slot_pop(&v->mce_slot, &sig))
-            vm_mce_handle(v, &sig, sent);
+            vm_mce_handle(v, &sig, sent, NULL);
+    }
+}
+
+/* ---- mce-inject mode=user ------------------------------------------------ */
+
+static void vm_mce_user_timer(struct vcpu *v, bool on)
+{
+    struct itimerspec its = { 0 };
+
+    if (on && !v->mce_timer_ok) {
+        struct sigevent sev = {
+            .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = VCPU_KICK_SIGNAL,
+        };
+
+        sev.sigev_notify_thread_id = v->tid;
+        if (timer_create(CLOCK_MONOTONIC, &sev, &v->mce_timer) < 0) {
+            log_warn("vcpu%u: mode=user retry timer: %s; checking only at the guest's "
+                     "own exits", v->idx, strerror(errno));
+            return;
+        }
+        v->mce_timer_ok = true;
+    }
+    if (!v->mce_timer_ok)
+        return;
+    if (on) {
+        its.it_value.tv_nsec = MCE_USER_RETRY_NS;
+        its.it_interval.tv_nsec = MCE_USER_RETRY_NS;
+    }
+    timer_settime(v->mce_timer, 0, &its, NULL);
+}
+
+/* Hand the outcome to the main thread (vCPU thread, or the checkpoint). */
+static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const char *fmt, ...)
+{
+    struct vcpu_mce_user *u = &v->mce_user;
+    va_list ap;
+
+    vm_mce_user_timer(v, false);
+    pthread_mutex_lock(&v->mce_lock);
+    u->ret = ret;
+    u->injected = injected;
+    u->end_ns = vm_mce_mono_ns();
+    va_start(ap, fmt);
+    vsnprintf(u->reason, sizeof(u->reason), fmt, ap);
+    va_end(ap);
+    u->active = false;
+    u->done = true;
+    __atomic_store_n(&v->mce_user_active, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&v->mce_lock);
+    vm_wake_main(v->vm);
+}
+
+/* One look at the vCPU (stopped, on its own thread): inject if the guest
+ * is in user mode with nothing in delivery, give up past the deadline,
+ * otherwise make sure the retry timer runs. */
+static void vm_mce_user_step(struct vcpu *v)
+{
+    struct vcpu_mce_user *u = &v->mce_user;
+    struct kvm_vcpu_events events;
+    struct kvm_sregs sregs;
+    struct kvm_regs regs;
+    struct mce_event ev = { 0 };
+    const char *blocker;
+    struct mce_sig sig;
+    uint64_t now = vm_mce_mono_ns(), sent;
+    int ret;
+
+    if (!v->mce_ready) {
+        vm_mce_user_finish(v, -ENODEV, false, "vCPU %u has no MCE banks", v->idx);
+        return;
+    }
+    if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
+        ioctl(v->fd, KVM_GET_VCPU_EVENTS, &events) < 0) {
+        ret = -errno;
+        vm_mce_user_finish(v, ret, false, "reading vCPU %u's state: %s", v->idx,
+                           strerror(-ret));
+        return;
+    }
+    u->checks++;
+    u->rip = regs.rip;
+    u->cs = sregs.cs.selector;
+    blocker = vm_mce_blocked(v, &sregs);
+    if (!blocker)
+        blocker = mce_user_mode_blocker(&sregs, &events);
+    u->blocker = blocker;
+    if (blocker) {
+        if (now >= u->deadline_ns)
+            vm_mce_user_finish(v, -ETIMEDOUT, false,
+                               "gave up after %llu ms: vCPU %u was never in user mode with "
+                               "nothing in delivery (%u looks; last: %s, cs 0x%x rip 0x%llx)",
+                               (unsigned long long)((now - u->start_ns) / 1000000), v->idx,
+                               u->checks, blocker, u->cs, (unsigned long long)u->rip);
+        else
+            vm_mce_user_timer(v, true);
+        return;
+    }
+    /* The same path as a real AR inside KVM_RUN: the handler records the
+     * SIGBUS, vm_mce_handle translates and injects.  KVM delivers the #MC
+     * before the guest runs another instruction, so at this CPL and RIP. */
+    sent = vm_mce_mono_ns();
+    mce_slot_expect_ar(&v->mce_slot, true);
+    ret = mce_route_send(v->tid, MCE_AR, u->sig.addr, u->sig.lsb);
+    mce_slot_expect_ar(&v->mce_slot, false);
+    if (ret < 0) {
+        vm_mce_user_finish(v, ret, false, "sending SIGBUS to itself: %s", strerror(-ret));
+        return;
+    }
+    while (mce_slot_pop(&v->mce_slot, &sig))
+        vm_mce_handle(v, &sig, sent, &ev);
+    vm_mce_user_finish(v, ev.injected ? 0 : -EIO, ev.injected, "%s",
+                       ev.reason ? ev.reason : "no event recorded");
+}
+
+void vm_mce_user_cancel(struct vcpu *v, const char *why)
+{
+    if (!__atomic_load_n(&v->mce_user_active, __ATOMIC_ACQUIRE))
+        return;
+    vm_mce_user_finish(v, -ECANCELED, false, "gave up: %s", why);
+}
+
+static json_object *vm_mce_hexs(uint64_t v)
+{
+    char buf[24];
+
+    snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
+    return json_object_new_string(buf);
+}
+
+void vm_mce_user_poll(struct vm *vm)
+{
+    for (unsigned i = 0; i < vm->nvcpus; i++) {
+        struct vcpu *v = &vm->vcpus[i];
+        struct vcpu_mce_user u;
+        json_object *f;
+        char msg[256];
+        bool done;
+
+        pthread_mutex_lock(&v->mce_lock);
+        done = v->mce_user.done;
+        u = v->mce_user;
+        v->mce_user.done = false;
+        pthread_mutex_unlock(&v->mce_lock);
+        if (!done || !vm->ctl_open)
+            continue;
+        f = json_object_new_object();
+        if (!f)
+            continue;
+        if (u.ret == 0) {
+            json_object_object_add(f, "landed", json_object_new_boolean(true));
+            json_object_object_add(f, "waited_ms", json_object_new_double(
+                (double)(u.end_ns - u.start_ns) / 1e6));
+            json_object_object_add(f, "looks", json_object_new_int((int)u.checks));
+            json_object_object_add(f, "cs", vm_mce_hexs(u.cs));
+            json_object_object_add(f, "rip", vm_mce_hexs(u.rip));
+            json_object_object_add(f, "injected", json_object_new_boolean(u.injected));
+            json_object_object_add(f, "reason", json_object_new_string(u.reason));
+        } else {
+            snprintf(msg, sizeof(msg), "mode=user: %s", u.reason);
+            json_object_object_add(f, "error", json_object_new_string(msg));
+        }
+        if (ctl_server_resolve(&vm->ctl, u.token, u.ret, f) == -ENOENT)
+            log_info("vcpu%u: mode=user outcome for a client that has gone: %s", i,
+                     u.reason);
     }
 }
 
@@ -189,7 +432,9 @@ void vm_mce_vcpu_poll(struct vcpu *v)
     if (__atomic_load_n(&v->mce_nselfsend, __ATOMIC_ACQUIRE))
         vm_mce_selfsend(v);
     while (mce_slot_pop(&v->mce_slot, &sig))
-        vm_mce_handle(v, &sig, 0);
+        vm_mce_handle(v, &sig, 0, NULL);
+    if (__atomic_load_n(&v->mce_user_active, __ATOMIC_ACQUIRE))
+        vm_mce_user_step(v);
     if (!__atomic_load_n(&v->mce_nqueued, __ATOMIC_ACQUIRE))
         return;
     for (;;) {
@@ -205,7 +450,7 @@ void vm_mce_vcpu_poll(struct vcpu *v)
         pthread_mutex_unlock(&v->mce_lock);
         if (!got)
             break;
-        vm_mce_handle(v, &sig, 0);
+        vm_mce_handle(v, &sig, 0, NULL);
     }
 }
 
@@ -259,10 +504,12 @@ static void vm_mce_kernel_addr(struct vm *vm, uint8_t *hva, uint64_t *addr, unsi
     *addr = a;
 }
 
-int vm_mce_inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
-                  json_object *reply)
+int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *reply)
 {
-    uint8_t *hva = gm_gpa_to_hva(&vm->gm, gpa, 1);
+    uint8_t *hva = gm_gpa_to_hva(&vm->gm, req->gpa, 1);
+    enum mce_kind kind = req->kind;
+    int vcpu = req->vcpu;
+    struct kvm_x86_mce enc;
     uint64_t addr;
     unsigned lsb;
     pid_t tid;
@@ -287,7 +534,37 @@ int vm_mce_inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
         return -EINVAL;
     }
     vm_mce_kernel_addr(vm, hva, &addr, &lsb);
-    if (kind == MCE_AR) {
+    if (kind == MCE_AR && req->user_mode) {
+        struct vcpu *v = &vm->vcpus[vcpu];
+        bool busy;
+
+        if (!req->token) {
+            json_object_object_add(reply, "error", json_object_new_string(
+                "mode=user answers once the guest is in user mode, which only the "
+                "control socket can wait for"));
+            return -EOPNOTSUPP;
+        }
+        pthread_mutex_lock(&v->mce_lock);
+        busy = v->mce_user.active || v->mce_user.done;
+        if (!busy) {
+            uint64_t now = vm_mce_mono_ns();
+
+            v->mce_user = (struct vcpu_mce_user){
+                .active = true, .token = req->token,
+                .sig = { .addr = addr, .lsb = lsb, .kind = MCE_AR },
+                .start_ns = now, .deadline_ns = now + req->wait_ms * 1000000ULL,
+            };
+            __atomic_store_n(&v->mce_user_active, 1, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_unlock(&v->mce_lock);
+        if (busy) {
+            json_object_object_add(reply, "error", json_object_new_string(
+                "a mode=user machine check is already waiting on that vCPU"));
+            return -EBUSY;
+        }
+        tid = v->tid;
+        vcpu_kick(v);
+    } else if (kind == MCE_AR) {
         /* AR arrives on the vCPU that consumed the poison; only that thread
          * may send itself a BUS_MCEERR_AR, so ask it to. */
         struct vcpu *v = &vm->vcpus[vcpu];
@@ -319,13 +596,19 @@ int vm_mce_inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
         kind == MCE_AR ? "SIGBUS BUS_MCEERR_AR" : "SIGBUS BUS_MCEERR_AO"));
     json_object_object_add(reply, "tid", json_object_new_int(tid));
     json_object_object_add(reply, "vcpu", json_object_new_int(vcpu));
-    {
-        char buf[32];
-
-        snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)addr);
-        json_object_object_add(reply, "si_addr", json_object_new_string(buf));
-    }
+    json_object_object_add(reply, "si_addr", vm_mce_hexs(addr));
     json_object_object_add(reply, "si_addr_lsb", json_object_new_int((int)lsb));
+    /* What the guest will be given, by its vendor. */
+    mce_encode(vm->mce_enc, kind, 0, &enc);
+    json_object_object_add(reply, "encoding",
+                           json_object_new_string(mce_encoding_name(vm->mce_enc)));
+    json_object_object_add(reply, "mci_status", vm_mce_hexs(enc.status));
+    json_object_object_add(reply, "delivery", json_object_new_string(
+        mce_raises_mc(&enc) ? "#MC" : "deferred error in bank 9, no #MC"));
+    if (req->user_mode) {
+        json_object_object_add(reply, "mode", json_object_new_string("user"));
+        return CTL_LATER;
+    }
     return 0;
 }
 

@@ -35,12 +35,15 @@ static int f_fail(void *o, json_object *r)
     return -EIO;
 }
 
-static int f_mce(void *o, uint64_t gpa, enum mce_kind kind, int vcpu, json_object *r)
+static int f_mce(void *o, const struct ctl_mce_req *q, json_object *r)
 {
     (void)o;
-    if (gpa >= CTL_GPA_LIMIT || (kind != MCE_AR && kind != MCE_AO) || vcpu < -1)
+    if (q->gpa >= CTL_GPA_LIMIT || (q->kind != MCE_AR && q->kind != MCE_AO) || q->vcpu < -1 ||
+        (q->user_mode && (q->kind != MCE_AR || q->wait_ms < 1 ||
+                          q->wait_ms > CTL_USER_WAIT_MAX_MS)) ||
+        (!q->user_mode && q->wait_ms) || q->token)
         abort();   /* validation let something through */
-    json_object_object_add(r, "vcpu", json_object_new_int(vcpu < 0 ? 0 : vcpu));
+    json_object_object_add(r, "vcpu", json_object_new_int(q->vcpu < 0 ? 0 : q->vcpu));
     return 0;
 }
 

@@ -1,8 +1,9 @@
 /* The control socket through real Unix sockets with mock handlers: a
  * malformed-request corpus (never reaches a handler, never kills the
  * connection), valid requests, handler errors, line-length limits, the
- * client cap, pipelining with backpressure, disconnects, socket-path rules,
- * and the `dvmm ctl` client. */
+ * client cap, pipelining with backpressure, disconnects, replies that come
+ * later (mce-inject mode=user), socket-path rules, and the `dvmm ctl`
+ * client. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +36,9 @@ struct mock {
     uint64_t gpa;
     enum mce_kind kind;
     int vcpu;
+    bool user_mode;
+    unsigned wait_ms;
+    uint64_t token;                 /* of the last mode=user request */
 };
 
 static int m_status(void *o, json_object *r)
@@ -56,15 +60,23 @@ static int m_memstat(void *o, json_object *r)
     return -EIO;    /* no message: the server falls back to strerror */
 }
 
-static int m_mce(void *o, uint64_t gpa, enum mce_kind kind, int vcpu, json_object *r)
+/* mode=user answers later, as dvmm's does: with the token. */
+static int m_mce(void *o, const struct ctl_mce_req *q, json_object *r)
 {
     struct mock *m = o;
 
     m->calls++;
     m->mce_calls++;
-    m->gpa = gpa;
-    m->kind = kind;
-    m->vcpu = vcpu;
+    m->gpa = q->gpa;
+    m->kind = q->kind;
+    m->vcpu = q->vcpu;
+    m->user_mode = q->user_mode;
+    m->wait_ms = q->wait_ms;
+    if (q->user_mode && q->token) {
+        m->token = q->token;
+        json_object_object_add(r, "mode", json_object_new_string("user"));
+        return CTL_LATER;
+    }
     json_object_object_add(r, "injected", json_object_new_boolean(true));
     return 0;
 }
@@ -337,6 +349,14 @@ static const struct bad corpus[] = {
     { "{\"cmd\":\"status\"} x", 0 },
     { "{\"cmd\":\"status\",}", 0 },
     { "{\"cmd\":\"status\"", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"kernel\"}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":3}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ao\",\"mode\":\"user\"}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"wait_ms\":100}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"user\",\"wait_ms\":0}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"user\",\"wait_ms\":20001}", 0 },
+    { "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"user\",\"wait_ms\":\"5\"}", 0 },
+    { "{\"cmd\":\"hwpoison\",\"gpa\":4096,\"mode\":\"user\"}", 0 },
     { "}", 0 },
 };
 #define NCORPUS (sizeof(corpus) / sizeof(corpus[0]))
@@ -451,6 +471,92 @@ static void test_mce_inject_args(void **state)
     assert_int_equal(f->mock.mce_calls, 3);
     assert_int_equal(f->mock.poison_calls, 1);
     tc_close(c);
+}
+
+/* mode=user: the reply comes when the handler's owner resolves the token;
+ * the client's next request waits behind it (replies in request order),
+ * other clients do not; a client gone meanwhile is dropped. */
+static void test_reply_later(void **state)
+{
+    struct fixture *f = *state;
+    struct tc *c = tc_connect(f), *d = tc_connect(f);
+    json_object *r, *v, *fields;
+    uint64_t tok;
+    char *line;
+
+    tc_sendline(f, c, "{\"cmd\":\"mce-inject\",\"gpa\":\"0x2000\",\"kind\":\"ar\","
+                      "\"vcpu\":1,\"mode\":\"user\",\"wait_ms\":250}");
+    tc_sendline(f, c, "{\"cmd\":\"status\"}");
+    for (unsigned i = 0; i < 50 && !f->mock.token; i++)
+        pump(f, -1);
+    assert_true(f->mock.token != 0);
+    assert_true(f->mock.user_mode);
+    assert_int_equal(f->mock.wait_ms, 250);
+    assert_int_equal(f->mock.vcpu, 1);
+    tok = f->mock.token;
+    /* Another client is served meanwhile; c's status is not. */
+    r = tc_call(f, d, "{\"cmd\":\"status\"}");
+    assert_true(reply_ok(r));
+    json_object_put(r);
+    for (unsigned i = 0; i < 20; i++)
+        pump(f, c->fd);
+    assert_int_equal(recv(c->fd, c->buf, sizeof(c->buf), MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(f->mock.calls, 2);     /* mce-inject and d's status */
+
+    assert_int_equal(ctl_server_resolve(&f->srv, tok + 1000, 0, NULL), -ENOENT);
+    fields = json_object_new_object();
+    json_object_object_add(fields, "landed", json_object_new_boolean(true));
+    assert_int_equal(ctl_server_resolve(&f->srv, tok, 0, fields), 0);
+    line = tc_line(f, c);
+    assert_non_null(line);
+    r = json_tokener_parse(line);
+    assert_true(reply_ok(r));
+    assert_true(json_object_object_get_ex(r, "mode", &v));     /* the handler's */
+    assert_string_equal(json_object_get_string(v), "user");
+    assert_true(json_object_object_get_ex(r, "landed", &v));   /* the resolver's */
+    assert_true(json_object_get_boolean(v));
+    json_object_put(r);
+    line = tc_line(f, c);                                       /* then status */
+    assert_non_null(strstr(line, "\"state\":\"running\""));
+    assert_int_equal(f->mock.calls, 3);
+
+    /* Failure: the resolver's "error" is the message, nothing else leaks. */
+    f->mock.token = 0;
+    tc_sendline(f, c, "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"user\"}");
+    for (unsigned i = 0; i < 50 && !f->mock.token; i++)
+        pump(f, -1);
+    assert_int_equal(f->mock.wait_ms, CTL_USER_WAIT_DEFAULT_MS);
+    fields = json_object_new_object();
+    json_object_object_add(fields, "error", json_object_new_string("mode=user: gave up"));
+    assert_int_equal(ctl_server_resolve(&f->srv, f->mock.token, -ETIMEDOUT, fields), 0);
+    r = json_tokener_parse(tc_line(f, c));
+    assert_string_equal(reply_error(r), "mode=user: gave up");
+    assert_false(json_object_object_get_ex(r, "mode", &v));
+    json_object_put(r);
+
+    /* Gone before the reply: dropped, and its token no longer resolves. */
+    f->mock.token = 0;
+    tc_sendline(f, c, "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\",\"mode\":\"user\"}");
+    for (unsigned i = 0; i < 50 && !f->mock.token; i++)
+        pump(f, -1);
+    tok = f->mock.token;
+    tc_close(c);
+    for (unsigned i = 0; i < 1000 && ctl_server_nclients(&f->srv) > 1; i++)
+        pump(f, -1);
+    assert_int_equal(ctl_server_nclients(&f->srv), 1);
+    assert_int_equal(ctl_server_resolve(&f->srv, tok, 0, NULL), -ENOENT);
+    tc_close(d);
+
+    /* Outside a server (no token) a handler may not defer. */
+    {
+        static const char req[] = "{\"cmd\":\"mce-inject\",\"gpa\":4096,\"kind\":\"ar\","
+                                  "\"mode\":\"user\"}";
+
+        r = ctl_handle_line(&f->h, req, sizeof(req) - 1);
+    }
+    assert_true(reply_ok(r));    /* the mock answers at once without a token */
+    json_object_put(r);
 }
 
 static void test_handler_errors(void **state)
@@ -895,6 +1001,7 @@ int main(void)
         T(test_corpus_socket),
         T(test_status),
         T(test_mce_inject_args),
+        T(test_reply_later),
         T(test_handler_errors),
         T(test_line_max_ok),
         T(test_line_too_long),

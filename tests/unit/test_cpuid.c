@@ -163,6 +163,72 @@ static void t_leaf_b_synthesised(void **s)
     free(out);
 }
 
+/* AMD and Hygon guests get SUCCOR and McaOverflowRecov in 0x80000007 EBX
+ * (KVM reports 0 there), never SMCA; the leaf is added, and the maximum
+ * extended leaf raised, when the host table lacks them.  Intel guests keep
+ * the leaf as KVM gave it. */
+static void t_amd_mca_recovery(void **s)
+{
+    (void)s;
+    struct kvm_cpuid2 *sup = supported(1), *out = alloc_cpuid(CAP);
+    struct kvm_cpuid_entry2 *e;
+
+    /* Leaf absent (as the synthetic AMD table): appended. */
+    assert_true(cpuid_vendor_amd(sup));
+    assert_int_equal(cpuid_build(sup, 0, 2, out), 0);
+    e = cpuid_find(out, 0x80000007, 0);
+    assert_non_null(e);
+    assert_int_equal(e->ebx, CPUID_RAS_EBX_SUCCOR | CPUID_RAS_EBX_OVERFLOW_RECOV);
+    assert_int_equal(e->ebx, 0x3);
+    assert_int_equal(cpuid_find(out, 0x80000000, 0)->eax, 0x8000001e);
+    free(out);
+
+    /* Present, with invariant TSC in EDX and (as if) SMCA in EBX: EDX kept,
+     * SMCA cleared, the recovery bits added. */
+    add(sup, 0x80000007, 0, 0, 0, CPUID_RAS_EBX_SMCA | 0x10, 0, 0x100);
+    out = alloc_cpuid(CAP);
+    assert_int_equal(cpuid_build(sup, 1, 2, out), 0);
+    e = cpuid_find(out, 0x80000007, 0);
+    assert_int_equal(e->ebx, 0x13);
+    assert_int_equal(e->edx, 0x100);
+    {
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < out->nent; i++)
+            n += out->entries[i].function == 0x80000007;
+        assert_int_equal(n, 1);   /* patched, not appended again */
+    }
+    free(out);
+    free(sup);
+
+    /* Hygon, and a maximum extended leaf below 0x80000007: raised. */
+    sup = alloc_cpuid(8);
+    sup->nent = 0;
+    add(sup, 0, 0, 0, 0xd, 0x6f677948, 0x656e6975, 0x6e65476e);
+    add(sup, 0x80000000, 0, 0, 0x80000001, 0, 0, 0);
+    out = alloc_cpuid(CAP);
+    assert_true(cpuid_vendor_amd(sup));
+    assert_int_equal(cpuid_build(sup, 0, 1, out), 0);
+    assert_int_equal(cpuid_find(out, 0x80000000, 0)->eax, 0x80000007);
+    assert_int_equal(cpuid_find(out, 0x80000007, 0)->ebx, 0x3);
+    free(out);
+    free(sup);
+
+    /* Intel: nothing added, a present leaf untouched. */
+    sup = supported(0);
+    assert_false(cpuid_vendor_amd(sup));
+    out = alloc_cpuid(CAP);
+    assert_int_equal(cpuid_build(sup, 0, 2, out), 0);
+    assert_null(cpuid_find(out, 0x80000007, 0));
+    free(out);
+    add(sup, 0x80000007, 0, 0, 0, 0, 0, 0x100);
+    out = alloc_cpuid(CAP);
+    assert_int_equal(cpuid_build(sup, 0, 2, out), 0);
+    assert_int_equal(cpuid_find(out, 0x80000007, 0)->ebx, 0);
+    free(out);
+    free(sup);
+}
+
 static void t_errors(void **s)
 {
     (void)s;
@@ -184,6 +250,7 @@ int main(void)
         cmocka_unit_test(t_topology),
         cmocka_unit_test(t_ids_differ),
         cmocka_unit_test(t_leaf_b_synthesised),
+        cmocka_unit_test(t_amd_mca_recovery),
         cmocka_unit_test(t_errors),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);

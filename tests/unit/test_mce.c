@@ -1,5 +1,6 @@
-/* MCE encoding bit for bit, MCG_CAP choices, poison-range rounding for every
- * backend page size, and the JSON event line. */
+/* MCE encodings bit for bit (Intel and AMD guests), MCG_CAP choices, the
+ * user-mode landing rule, poison-range rounding for every backend page
+ * size, and the JSON event line. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,7 +24,7 @@ static void test_encode_ar(void **state)
 
     (void)state;
     memset(&m, 0xa5, sizeof(m));
-    assert_int_equal(mce_encode(MCE_AR, 0x12345000, &m), 0);
+    assert_int_equal(mce_encode(MCE_ENC_INTEL, MCE_AR, 0x12345000, &m), 0);
     assert_true(m.status == 0xBD80000000000134ULL);
     assert_true(m.mcg_status == 0x7);          /* MCIP|EIPV|RIPV */
     assert_true(m.addr == 0x12345000);
@@ -34,6 +35,7 @@ static void test_encode_ar(void **state)
     /* The named bits really make up the constant. */
     assert_true(m.status == MCE_STATUS_AR);
     assert_true((m.status & 0xffff) == MCE_MCACOD_AR);
+    assert_true(mce_raises_mc(&m));
 }
 
 static void test_encode_ao(void **state)
@@ -42,7 +44,7 @@ static void test_encode_ao(void **state)
 
     (void)state;
     memset(&m, 0xa5, sizeof(m));
-    assert_int_equal(mce_encode(MCE_AO, 0x100000000ULL, &m), 0);
+    assert_int_equal(mce_encode(MCE_ENC_INTEL, MCE_AO, 0x100000000ULL, &m), 0);
     assert_true(m.status == 0xBD000000000000C0ULL);
     assert_true(m.status == MCE_STATUS_AO);
     assert_true(m.mcg_status == 0x5);          /* MCIP|RIPV, no EIPV */
@@ -50,6 +52,55 @@ static void test_encode_ao(void **state)
     assert_true(m.misc == 0x8c);
     assert_int_equal(m.bank, 9);
     assert_false(m.status & MCE_MCI_STATUS_AR);
+    assert_true(mce_raises_mc(&m));
+}
+
+/* QEMU >= 9.1 for AMD guests: an uncorrected #MC with POISON, no S/AR
+ * (bit 55 is TCC on AMD) and no MCACOD; MCG_STATUS non-zero, or KVM would
+ * take it for a UCNA and raise nothing. */
+static void test_encode_amd_ar(void **state)
+{
+    struct kvm_x86_mce m;
+    static const uint8_t zero[sizeof(m.pad1) + sizeof(m.pad2)];
+
+    (void)state;
+    memset(&m, 0xa5, sizeof(m));
+    assert_int_equal(mce_encode(MCE_ENC_AMD, MCE_AR, 0x3ffa0000, &m), 0);
+    assert_true(m.status == 0xBC00080000000000ULL);
+    assert_true(m.status == MCE_STATUS_AMD_AR);
+    assert_true(m.status == (MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_UC | MCE_MCI_STATUS_EN |
+                             MCE_MCI_STATUS_MISCV | MCE_MCI_STATUS_ADDRV |
+                             MCE_MCI_STATUS_POISON));
+    assert_true(m.mcg_status == 0x7);          /* MCIP|EIPV|RIPV */
+    assert_true(m.addr == 0x3ffa0000);
+    assert_true(m.misc == 0x8c);
+    assert_int_equal(m.bank, 9);
+    assert_memory_equal(m.pad1, zero, sizeof(m.pad1));
+    assert_memory_equal(m.pad2, zero, sizeof(m.pad2));
+    assert_false(m.status & (MCE_MCI_STATUS_S | MCE_MCI_STATUS_AR | MCE_MCI_STATUS_OVER |
+                             MCE_MCI_STATUS_DEFERRED));
+    assert_true(mce_raises_mc(&m));
+}
+
+/* AMD's AO: a deferred error, UC clear, so KVM writes the bank and raises
+ * no #MC; the guest's poll finds it. */
+static void test_encode_amd_ao(void **state)
+{
+    struct kvm_x86_mce m;
+
+    (void)state;
+    memset(&m, 0xa5, sizeof(m));
+    assert_int_equal(mce_encode(MCE_ENC_AMD, MCE_AO, 0x2001000, &m), 0);
+    assert_true(m.status == 0x9C00180000000000ULL);
+    assert_true(m.status == MCE_STATUS_AMD_AO);
+    assert_true(m.status == (MCE_MCI_STATUS_VAL | MCE_MCI_STATUS_EN | MCE_MCI_STATUS_MISCV |
+                             MCE_MCI_STATUS_ADDRV | MCE_MCI_STATUS_DEFERRED |
+                             MCE_MCI_STATUS_POISON));
+    assert_true(m.mcg_status == 0x5);          /* as QEMU passes it; KVM ignores it */
+    assert_true(m.addr == 0x2001000);
+    assert_true(m.misc == 0x8c);
+    assert_int_equal(m.bank, 9);
+    assert_false(mce_raises_mc(&m));
 }
 
 static void test_encode_bad_kind(void **state)
@@ -57,7 +108,48 @@ static void test_encode_bad_kind(void **state)
     struct kvm_x86_mce m;
 
     (void)state;
-    assert_int_equal(mce_encode((enum mce_kind)7, 0, &m), -EINVAL);
+    assert_int_equal(mce_encode(MCE_ENC_INTEL, (enum mce_kind)7, 0, &m), -EINVAL);
+    assert_int_equal(mce_encode(MCE_ENC_AMD, (enum mce_kind)7, 0, &m), -EINVAL);
+    assert_int_equal(mce_encode((enum mce_encoding)5, MCE_AR, 0, &m), -EINVAL);
+    assert_string_equal(mce_encoding_name(MCE_ENC_INTEL), "intel");
+    assert_string_equal(mce_encoding_name(MCE_ENC_AMD), "amd");
+}
+
+/* mode=user lands only at CPL 3 with nothing half-delivered. */
+static void test_user_mode_blocker(void **state)
+{
+    struct kvm_sregs sr;
+    struct kvm_vcpu_events ev;
+
+    (void)state;
+    memset(&sr, 0, sizeof(sr));
+    memset(&ev, 0, sizeof(ev));
+    sr.cs.selector = 0x33;
+    sr.ss.selector = 0x2b;
+    sr.ss.dpl = 3;
+    assert_null(mce_user_mode_blocker(&sr, &ev));
+    /* A queued, undelivered NMI or interrupt goes after the #MC. */
+    ev.nmi.pending = 1;
+    assert_null(mce_user_mode_blocker(&sr, &ev));
+
+    ev.interrupt.injected = 1;
+    assert_string_equal(mce_user_mode_blocker(&sr, &ev), "an interrupt is being delivered");
+    ev.interrupt.injected = 0;
+    ev.exception.injected = 1;
+    assert_string_equal(mce_user_mode_blocker(&sr, &ev), "an exception is being delivered");
+    ev.exception.injected = 0;
+    ev.nmi.injected = 1;
+    assert_string_equal(mce_user_mode_blocker(&sr, &ev), "an NMI is being delivered");
+    ev.nmi.injected = 0;
+
+    /* The kernel: CPL 0. */
+    sr.cs.selector = 0x10;
+    sr.ss.selector = 0x18;
+    sr.ss.dpl = 0;
+    assert_string_equal(mce_user_mode_blocker(&sr, &ev), "not at CPL 3");
+    /* SS.DPL is the CPL KVM reports; a CS that disagrees is not trusted. */
+    sr.ss.dpl = 3;
+    assert_string_equal(mce_user_mode_blocker(&sr, &ev), "CS.RPL is not 3");
 }
 
 static void test_mcg_cap(void **state)
@@ -159,6 +251,7 @@ static void test_log_line_full(void **state)
     struct mce_event ev = {
         .time = { .tv_sec = 1700000000, .tv_nsec = 123456789 },
         .kind = MCE_AR,
+        .encoding = MCE_ENC_AMD,
         .hva_known = true, .hva = 0x7f1234567000ULL,
         .gpa_known = true, .gpa = 0x1000,
         .page_size = 2ULL << 20,
@@ -176,9 +269,10 @@ static void test_log_line_full(void **state)
     assert_int_equal((size_t)n, strlen(buf));
     o = parse_line(buf);
     assert_non_null(o);
-    assert_int_equal(json_object_object_length(o), 8);
+    assert_int_equal(json_object_object_length(o), 9);
     assert_string_equal(get_str(o, "time"), "2023-11-14T22:13:20.123456Z");
     assert_string_equal(get_str(o, "kind"), "AR");
+    assert_string_equal(get_str(o, "encoding"), "amd");
     assert_string_equal(get_str(o, "hva"), "0x7f1234567000");
     assert_string_equal(get_str(o, "gpa"), "0x1000");
     assert_string_equal(get_str(o, "reason"), "vcpu access \"quoted\"");
@@ -215,6 +309,7 @@ static void test_log_line_nulls(void **state)
     assert_non_null(o);
     assert_string_equal(get_str(o, "time"), "1970-01-01T00:00:00.999999Z");
     assert_string_equal(get_str(o, "kind"), "AO");
+    assert_string_equal(get_str(o, "encoding"), "intel");
     assert_true(json_object_object_get_ex(o, "gpa", &v));
     assert_null(v);
     assert_true(json_object_object_get_ex(o, "vcpu", &v));
@@ -265,7 +360,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_ar),
         cmocka_unit_test(test_encode_ao),
+        cmocka_unit_test(test_encode_amd_ar),
+        cmocka_unit_test(test_encode_amd_ao),
         cmocka_unit_test(test_encode_bad_kind),
+        cmocka_unit_test(test_user_mode_blocker),
         cmocka_unit_test(test_mcg_cap),
         cmocka_unit_test(test_range_4k),
         cmocka_unit_test(test_range_2m_dpage),

@@ -1,20 +1,29 @@
 /* The control socket's memory-failure commands against real guest memory
  * (16 MiB anon) and no KVM: `hwpoison` gives the clear error on a host
  * without CONFIG_MEMORY_FAILURE (this one) and `mce-inject` refuses what it
- * must, each with the reply's "error" saying why. */
+ * must, each with the reply's "error" saying why; `mce-inject mode=user`
+ * over a real control socket answers only when its vCPU hands back the
+ * outcome (here: a vCPU without KVM that gives up). */
 #include <errno.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 #include <json-c/json.h>
 
 #include "vmm/vm.h"
+#include "vmm/vm_control.h"
 #include "vmm/vm_mce.h"
 
 #define RAM (16ULL << 20)
@@ -40,6 +49,14 @@ static int teardown(void **state)
     gm_close(&vm->gm);
     free(vm);
     return 0;
+}
+
+static int inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
+                  json_object *reply)
+{
+    struct ctl_mce_req req = { .gpa = gpa, .kind = kind, .vcpu = vcpu };
+
+    return vm_mce_inject(vm, &req, reply);
 }
 
 static const char *reply_error(json_object *reply)
@@ -82,7 +99,7 @@ static void test_inject_outside_ram(void **state)
 {
     json_object *reply = json_object_new_object();
 
-    assert_int_equal(vm_mce_inject(*state, RAM + 4096, MCE_AR, 0, reply), -EFAULT);
+    assert_int_equal(inject(*state, RAM + 4096, MCE_AR, 0, reply), -EFAULT);
     assert_string_equal(reply_error(reply), "gpa is not guest RAM");
     json_object_put(reply);
 }
@@ -91,7 +108,7 @@ static void test_inject_ao_to_other_vcpu(void **state)
 {
     json_object *reply = json_object_new_object();
 
-    assert_int_equal(vm_mce_inject(*state, 0x100000, MCE_AO, 1, reply), -EINVAL);
+    assert_int_equal(inject(*state, 0x100000, MCE_AO, 1, reply), -EINVAL);
     assert_non_null(strstr(reply_error(reply), "go to vCPU 0"));
     json_object_put(reply);
 }
@@ -101,9 +118,125 @@ static void test_inject_no_running_vcpu(void **state)
 {
     json_object *reply = json_object_new_object();
 
-    assert_int_equal(vm_mce_inject(*state, 0x100000, MCE_AR, 0, reply), -EINVAL);
+    assert_int_equal(inject(*state, 0x100000, MCE_AR, 0, reply), -EINVAL);
     assert_string_equal(reply_error(reply), "no such running vCPU");
     json_object_put(reply);
+}
+
+/* A VM with one "running" vCPU (this thread's id, no KVM fd, never in
+ * KVM_RUN) and AMD's encoding. */
+static void fake_vcpu(struct vm *vm)
+{
+    vm->nvcpus = 1;
+    vm->vcpus = calloc(1, sizeof(*vm->vcpus));
+    assert_non_null(vm->vcpus);
+    vm->vcpus[0].vm = vm;
+    vm->vcpus[0].fd = -1;
+    vm->vcpus[0].tid = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_init(&vm->vcpus[0].mce_lock, NULL);
+    vm->mce_enc = MCE_ENC_AMD;
+    vm->event_fd = eventfd(0, EFD_NONBLOCK);
+    assert_true(vm->event_fd >= 0);
+}
+
+static void unfake_vcpu(struct vm *vm)
+{
+    pthread_mutex_destroy(&vm->vcpus[0].mce_lock);
+    free(vm->vcpus);
+    vm->vcpus = NULL;
+    vm->nvcpus = 0;
+    close(vm->event_fd);
+}
+
+static void test_inject_reply_names_encoding(void **state)
+{
+    struct vm *vm = *state;
+    json_object *reply = json_object_new_object(), *v;
+    struct ctl_mce_req req = { .gpa = 0x100000, .kind = MCE_AR, .vcpu = 0 };
+
+    fake_vcpu(vm);
+    assert_int_equal(vm_mce_inject(vm, &req, reply), 0);
+    assert_true(json_object_object_get_ex(reply, "encoding", &v));
+    assert_string_equal(json_object_get_string(v), "amd");
+    assert_true(json_object_object_get_ex(reply, "mci_status", &v));
+    assert_string_equal(json_object_get_string(v), "0xbc00080000000000");
+    assert_true(json_object_object_get_ex(reply, "delivery", &v));
+    assert_string_equal(json_object_get_string(v), "#MC");
+    json_object_put(reply);
+    /* token 0: nobody to answer later. */
+    reply = json_object_new_object();
+    req.user_mode = true;
+    req.wait_ms = 100;
+    assert_int_equal(vm_mce_inject(vm, &req, reply), -EOPNOTSUPP);
+    assert_non_null(strstr(reply_error(reply), "only the control socket"));
+    json_object_put(reply);
+    unfake_vcpu(vm);
+}
+
+/* The whole deferred path without KVM: a request over a real socket, the
+ * vCPU side giving up (as the checkpoint does when the VM pauses), the
+ * main side's poll answering the client. */
+static void test_user_mode_over_socket(void **state)
+{
+    struct vm *vm = *state;
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    char dir[] = "/tmp/dvmm-vm-mce.XXXXXX", err[256], buf[4096];
+    struct ctl_handlers h;
+    json_object *r, *v;
+    size_t len = 0;
+    int fd;
+
+    fake_vcpu(vm);
+    assert_non_null(mkdtemp(dir));
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+    vm_control_handlers(vm, &h);
+    assert_int_equal(ctl_server_open(&vm->ctl, sa.sun_path, &h, err, sizeof(err)), 0);
+    vm->ctl_open = true;
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    dprintf(fd, "{\"cmd\":\"mce-inject\",\"gpa\":\"0x100000\",\"kind\":\"ar\","
+                "\"mode\":\"user\",\"wait_ms\":50}\n"
+                "{\"cmd\":\"mce-inject\",\"gpa\":\"0x100000\",\"kind\":\"ar\","
+                "\"mode\":\"user\"}\n");
+    for (unsigned i = 0; i < 100 && !vm->vcpus[0].mce_user_active; i++) {
+        struct pollfd p = { .fd = ctl_server_fd(&vm->ctl), .events = POLLIN };
+
+        poll(&p, 1, 10);
+        ctl_server_dispatch(&vm->ctl);
+    }
+    assert_true(vm->vcpus[0].mce_user.active);
+    assert_true(vm->vcpus[0].mce_user.deadline_ns - vm->vcpus[0].mce_user.start_ns ==
+                50000000ULL);
+    assert_int_equal(vm->vcpus[0].mce_user.sig.kind, MCE_AR);
+    /* Nothing answered yet. */
+    assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
+
+    vm_mce_user_cancel(&vm->vcpus[0], "the VM is pausing");
+    assert_false(vm->vcpus[0].mce_user.active);
+    vm_mce_user_poll(vm);
+    /* The second request ran only after the first was answered: it is
+     * the one waiting now. */
+    assert_true(vm->vcpus[0].mce_user.active);
+    while (!memchr(buf, '\n', len)) {
+        ssize_t n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
+
+        assert_true(n > 0);
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    *strchr(buf, '\n') = '\0';
+    r = json_tokener_parse(buf);
+    assert_non_null(r);
+    assert_true(json_object_object_get_ex(r, "ok", &v));
+    assert_false(json_object_get_boolean(v));
+    assert_string_equal(reply_error(r), "mode=user: gave up: the VM is pausing");
+    json_object_put(r);
+
+    close(fd);
+    ctl_server_close(&vm->ctl);
+    vm->ctl_open = false;
+    rmdir(dir);
+    unfake_vcpu(vm);
 }
 
 int main(void)
@@ -114,6 +247,8 @@ int main(void)
         cmocka_unit_test(test_inject_outside_ram),
         cmocka_unit_test(test_inject_ao_to_other_vcpu),
         cmocka_unit_test(test_inject_no_running_vcpu),
+        cmocka_unit_test(test_inject_reply_names_encoding),
+        cmocka_unit_test(test_user_mode_over_socket),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
