@@ -79,8 +79,9 @@ static void vm_report_mce_reset(struct vm *vm)
     if (!at || now - at > 60ULL * 1000000000ULL)
         return;
     log_warn("vm %s: guest reset %.1f s after the machine check dvmm injected into "
-             "vcpu%d (GPA 0x%llx): it did not recover from it (a Linux guest panics, "
-             "then resets with panic=-1)", vm->cfg->vm.name, (double)(now - at) / 1e9,
+             "vcpu%d (GPA 0x%llx), likely because of it: a guest kernel that cannot "
+             "recover panics (Linux then resets with panic=-1)", vm->cfg->vm.name,
+             (double)(now - at) / 1e9,
              __atomic_load_n(&vm->mce_last_vcpu, __ATOMIC_RELAXED),
              (unsigned long long)__atomic_load_n(&vm->mce_last_gpa, __ATOMIC_RELAXED));
     __atomic_store_n(&vm->mce_last_ns, 0, __ATOMIC_RELAXED);
@@ -191,6 +192,8 @@ static int vm_reboot(struct vm *vm)
         serial_reset(&vm->serial);
         for (unsigned i = 0; i < vm->ndisks; i++)
             blk_reset(&vm->disks[i]);
+        for (unsigned i = 0; i < vm->nnets; i++)
+            net_reset(&vm->nets[i]);
         ret = x86_boot_load(&vm->gm, vm->cfg, &vm->boot, err, sizeof(err));
         if (ret)
             log_err("vm %s: reboot: %s", vm->cfg->vm.name, err);
@@ -343,6 +346,24 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
             goto fail;
         }
         vm->ndisks++;
+    }
+    if (cfg->nnets) {
+        vm->nets = calloc(cfg->nnets, sizeof(*vm->nets));
+        if (!vm->nets) {
+            ret = -ENOMEM;
+            errf("vm: out of memory for %u NICs", cfg->nnets);
+            goto fail;
+        }
+    }
+    for (unsigned i = 0; i < cfg->nnets; i++) {
+        ret = net_init(&vm->nets[i], &cfg->net[i], NULL, &vm->pci, &vm->kvm.vmif, &vm->gm,
+                       err, errlen);
+        if (ret) {
+            /* net_init's messages name net.N.<key>: the user's TAP or vhost. */
+            vm->config_error = ret != -ENOMEM;
+            goto fail;
+        }
+        vm->nnets++;
     }
 
     vm->t[VM_T_KVM] = vm_now_ns();
@@ -600,6 +621,11 @@ void vm_destroy(struct vm *vm)
     free(vm->disks);
     vm->disks = NULL;
     vm->ndisks = 0;
+    for (unsigned i = 0; i < vm->nnets; i++)
+        net_destroy(&vm->nets[i]);
+    free(vm->nets);
+    vm->nets = NULL;
+    vm->nnets = 0;
     if (vm->pci_ready)
         pci_destroy(&vm->pci);
     vm->pci_ready = false;

@@ -3,6 +3,12 @@
  * on its victim page and checks what arrives, bit for bit, against the
  * encoding dvmm promises (DESIGN.md "Memory-failure routing").
  *
+ * The encoding is the one for the CPU vendor this guest sees (CPUID leaf
+ * 0, read by mce_expect_for_vendor()): Intel's raises a #MC for both AR
+ * and AO; AMD's (AuthenticAMD, HygonGenuine) raises one for AR and
+ * reports AO as a deferred error that only sits in bank 9, which the guest
+ * finds by polling the bank (mce_poll_loop), as Linux's periodic poll does.
+ *
  * One boot is one phase, chosen by what the e820 map says:
  *   A  the victim page is RAM: take an AR on it (reading it), then an AO
  *      on the next page (without touching it), clearing MCi_STATUS and
@@ -57,7 +63,14 @@
 #define AR_MCI_STATUS		UINT64_C(0xBD80000000000134)
 #define AO_MCG_STATUS		UINT64_C(0x5)		/* MCIP|RIPV */
 #define AO_MCI_STATUS		UINT64_C(0xBD000000000000C0)
+/* AMD guests (QEMU >= 9.1): AR with POISON and no S/AR/MCACOD; AO a
+ * deferred error with UC clear, which raises no #MC and leaves MCG_STATUS
+ * alone (0 once the previous handler cleared it). */
+#define AMD_AR_MCI_STATUS	UINT64_C(0xBC00080000000000)
+#define AMD_AO_MCI_STATUS	UINT64_C(0x9C00180000000000)
+#define AMD_AO_MCG_STATUS	UINT64_C(0)
 #define MCI_MISC		UINT64_C(0x8c)
+#define MCI_STATUS_VAL		(UINT64_C(1) << 63)
 
 #define DEFAULT_VICTIM		UINT64_C(0x2000000)
 #define DEFAULT_TIMEOUT_S	60
@@ -81,6 +94,39 @@ struct mce_seen {
 };
 
 static struct mce_seen mce_seen;
+
+/* What to expect, by the vendor CPUID shows this guest. */
+struct mce_expect {
+	const char *name;	/* "intel" / "amd", as dvmm's log spells it */
+	char vendor[13];
+	uint64_t ar_mcg_status, ar_status;
+	uint64_t ao_mcg_status, ao_status;
+	bool ao_polled;		/* AO raises no #MC: poll bank 9 for it */
+};
+
+static struct mce_expect mce_expect;
+
+static void mce_expect_for_vendor(struct mce_expect *e)
+{
+	static const struct mce_expect intel = {
+		.name = "intel", .ar_mcg_status = AR_MCG_STATUS, .ar_status = AR_MCI_STATUS,
+		.ao_mcg_status = AO_MCG_STATUS, .ao_status = AO_MCI_STATUS,
+	};
+	static const struct mce_expect amd = {
+		.name = "amd", .ar_mcg_status = AR_MCG_STATUS, .ar_status = AMD_AR_MCI_STATUS,
+		.ao_mcg_status = AMD_AO_MCG_STATUS, .ao_status = AMD_AO_MCI_STATUS,
+		.ao_polled = true,
+	};
+	uint32_t max, regs[3];
+	char vendor[13];
+
+	cpuid(0, &max, &regs[0], &regs[2], &regs[1]);	/* EBX, EDX, ECX spell it */
+	memcpy(vendor, regs, 12);
+	vendor[12] = '\0';
+	*e = !strncmp(vendor, "AuthenticAMD", 12) || !strncmp(vendor, "HygonGenuine", 12)
+		? amd : intel;
+	memcpy(e->vendor, vendor, sizeof(vendor));
+}
 
 /* mce_touch_loop(p, deadline) reads *p until the TSC passes deadline and
  * returns 0.  A machine check inside it resumes at mce_touch_recover, which
@@ -111,6 +157,31 @@ __asm__(
 
 extern const char mce_touch_end[], mce_touch_recover[];
 int mce_touch_loop(const volatile uint64_t *p, uint64_t tsc_deadline);
+
+/* Deferred errors raise nothing: read bank 9 until it holds a valid record
+ * (and take it, as Linux's machine_check_poll does), or the TSC passes
+ * deadline.  Returns false on the deadline.  A #MC meanwhile is counted by
+ * the hook as usual, so the caller sees it. */
+static bool mce_poll_loop(struct mce_seen *s, uint64_t tsc_deadline)
+{
+	while (rdtsc() < tsc_deadline) {
+		uint64_t status = rdmsr(MSR_MC_STATUS(MCE_BANK));
+
+		if (status & MCI_STATUS_VAL) {
+			s->mcg_status = rdmsr(MSR_MCG_STATUS);
+			s->status = status;
+			s->addr = rdmsr(MSR_MC_ADDR(MCE_BANK));
+			s->misc = rdmsr(MSR_MC_MISC(MCE_BANK));
+			s->rip = 0;
+			wrmsr(MSR_MC_STATUS(MCE_BANK), 0);
+			return true;
+		}
+		/* Each RDMSR is a VM exit; there is no hurry. */
+		for (unsigned i = 0; i < 1000; i++)
+			cpu_relax();
+	}
+	return false;
+}
 
 static bool mce_hook(struct exc_frame *f)
 {
@@ -179,6 +250,12 @@ static bool mce_enable(struct check_ctx *c)
 
 	console_printf("# mce: MCG_CAP 0x%lx (%lu banks%s)\n", cap, cap & MCG_CAP_COUNT,
 		       cap & MCG_CTL_P ? ", MCG_CTL_P" : "");
+	mce_expect_for_vendor(&mce_expect);
+	console_printf("# mce: CPU vendor %s: expecting the %s encoding: AR MC9_STATUS 0x%lx "
+		       "MCG_STATUS 0x%lx (#MC), AO MC9_STATUS 0x%lx %s\n", mce_expect.vendor,
+		       mce_expect.name, mce_expect.ar_status, mce_expect.ar_mcg_status,
+		       mce_expect.ao_status, mce_expect.ao_polled
+		       ? "(deferred: no #MC, found by polling bank 9)" : "MCG_STATUS 0x5 (#MC)");
 	if ((cap & MCG_CAP_COUNT) <= MCE_BANK) {
 		check_fail(c, "MCG_CAP reports %lu banks; bank %d is needed",
 			   cap & MCG_CAP_COUNT, MCE_BANK);
@@ -200,6 +277,7 @@ struct mce_case {
 	uint64_t status;
 	bool touch;		/* read the victim while waiting */
 	uint64_t addr;		/* MCi_ADDR expected: the start of the lost unit */
+	bool polled;		/* no #MC: poll bank 9 instead (AMD's deferred AO) */
 };
 
 /* Announce the victim, touch it until a machine check comes, and compare
@@ -218,12 +296,22 @@ static bool mce_take(struct check_ctx *c, const struct mce_case *k, const char *
 					      : &untouched;
 
 	console_printf("# mce: victim gpa 0x%lx kind %s%s\n", k->gpa, k->kind, note);
-	if (!mce_touch_loop(p, rdtsc() + timeout_cycles)) {
-		console_printf("not ok %u - mce %s delivered # none arrived in time\n", ++*n, k->kind);
+	if (k->polled ? !mce_poll_loop(s, rdtsc() + timeout_cycles)
+		      : !mce_touch_loop(p, rdtsc() + timeout_cycles)) {
+		console_printf("not ok %u - mce %s delivered # none arrived in time%s\n", ++*n,
+			       k->kind, k->polled ? " (polling bank 9 for a deferred error)" : "");
 		check_fail(c, "no %s machine check arrived for GPA 0x%lx", k->kind, k->gpa);
 		return false;
 	}
-	if (s->count != before + 1 || s->mcg_status != k->mcg_status ||
+	if (k->polled && s->count != before) {
+		console_printf("not ok %u - mce %s delivered # a #MC arrived for what should be a "
+			       "deferred error (MCG_STATUS 0x%lx MC9_STATUS 0x%lx rip 0x%lx)\n",
+			       ++*n, k->kind, s->mcg_status, s->status, s->rip);
+		check_fail(c, "%s for GPA 0x%lx raised a #MC; the %s encoding raises none",
+			   k->kind, k->gpa, mce_expect.name);
+		return false;
+	}
+	if (s->count != before + !k->polled || s->mcg_status != k->mcg_status ||
 	    s->status != k->status || s->addr != k->addr || s->misc != MCI_MISC) {
 		console_printf("not ok %u - mce %s delivered # %lu events; MCG_STATUS 0x%lx "
 			       "(want 0x%lx) MC9_STATUS 0x%lx (want 0x%lx) MC9_ADDR 0x%lx "
@@ -234,9 +322,14 @@ static bool mce_take(struct check_ctx *c, const struct mce_case *k, const char *
 			   k->kind, k->gpa);
 		return false;
 	}
-	console_printf("ok %u - mce %s delivered: MCG_STATUS 0x%lx MC9_STATUS 0x%lx "
-		       "MC9_ADDR 0x%lx MC9_MISC 0x%lx rip 0x%lx\n", ++*n, k->kind,
-		       s->mcg_status, s->status, s->addr, s->misc, s->rip);
+	if (k->polled)
+		console_printf("ok %u - mce %s delivered: MCG_STATUS 0x%lx MC9_STATUS 0x%lx "
+			       "MC9_ADDR 0x%lx MC9_MISC 0x%lx polled (deferred error, no #MC)\n",
+			       ++*n, k->kind, s->mcg_status, s->status, s->addr, s->misc);
+	else
+		console_printf("ok %u - mce %s delivered: MCG_STATUS 0x%lx MC9_STATUS 0x%lx "
+			       "MC9_ADDR 0x%lx MC9_MISC 0x%lx rip 0x%lx\n", ++*n, k->kind,
+			       s->mcg_status, s->status, s->addr, s->misc, s->rip);
 	return true;
 }
 
@@ -291,10 +384,13 @@ static void mce_phase_a(struct check_ctx *c, uint64_t victim, uint64_t timeout, 
 			uint64_t unit, bool reboot)
 {
 	const uint64_t lost = ~(unit - 1);
+	const struct mce_expect *e = &mce_expect;
 	const struct mce_case cases[] = {
-		{ "ar", victim, AR_MCG_STATUS, AR_MCI_STATUS, true, victim & lost },
-		{ "ao", victim + PAGE, AO_MCG_STATUS, AO_MCI_STATUS, false, (victim + PAGE) & lost },
-		{ "ar", victim + PAGE, AR_MCG_STATUS, AR_MCI_STATUS, true, (victim + PAGE) & lost },
+		{ "ar", victim, e->ar_mcg_status, e->ar_status, true, victim & lost, false },
+		{ "ao", victim + PAGE, e->ao_mcg_status, e->ao_status, false,
+		  (victim + PAGE) & lost, e->ao_polled },
+		{ "ar", victim + PAGE, e->ar_mcg_status, e->ar_status, true,
+		  (victim + PAGE) & lost, false },
 	};
 	const char *notes[] = { "", "", " retouch" };
 	uint64_t retouch = 0;
@@ -351,8 +447,9 @@ static bool range_not_ram(const struct bootinfo *bi, uint64_t start, uint64_t le
 static void mce_phase_b(struct check_ctx *c, uint64_t victim, uint64_t timeout, int phases,
 			uint64_t unit)
 {
-	const struct mce_case last = { "ar", victim + 2 * PAGE, AR_MCG_STATUS, AR_MCI_STATUS,
-				       true, (victim + 2 * PAGE) & ~(unit - 1) };
+	const struct mce_case last = { "ar", victim + 2 * PAGE, mce_expect.ar_mcg_status,
+				       mce_expect.ar_status, true,
+				       (victim + 2 * PAGE) & ~(unit - 1), false };
 	unsigned n = 0;
 
 	for (unsigned i = 0; i < c->bi->n_e820; i++)
