@@ -34,6 +34,17 @@
  *   serial     at most 20 bytes of printable ASCII [""]
  *   cache      writeback | none                    [writeback]
  *   engine     io_uring | threads                  [io_uring when available]
+ * [net.N]      N = 0..7, as for disks; virtio-net over a TAP interface
+ *   tap        interface name, 1..15 bytes, no '/', ':' or space (required);
+ *              an existing TAP is used, a missing one is created (and goes
+ *              away when dvmm exits); two NICs never share one
+ *   mac        xx:xx:xx:xx:xx:xx, unicast, not all zeros
+ *              [02:xx:xx:xx:xx:xx from a hash of vm.name and N]
+ *   queues     queue pairs, 1..31; more than vcpus is clamped to vcpus with a
+ *              warning [min(vcpus, 31)]
+ *   queue_size power of two, 2..256                [256]
+ *   mtu        68..65535                           [1500]
+ *   vhost      no | yes | auto                     [no]
  * [mce]
  *   log        path of the JSON event log          [stderr]
  * [control]
@@ -85,6 +96,7 @@ struct cfg_ctx {
     struct cfg_set *sets;
     unsigned nsets;
     bool disk_seen[CFG_MAX_DISKS];
+    bool net_seen[CFG_MAX_NETS];
     char *err;
     size_t errlen;
 };
@@ -414,10 +426,10 @@ static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
 /* ---- structure: sections and keys ------------------------------------- */
 
 enum cfg_sec { SEC_VM, SEC_CONSOLE, SEC_DEBUG_EXIT, SEC_MEMORY, SEC_DISK,
-               SEC_MCE, SEC_CONTROL, SEC_NR };
+               SEC_NET, SEC_MCE, SEC_CONTROL, SEC_NR };
 
 static const char *const cfg_sec_names[SEC_NR] = {
-    "vm", "console", "debug-exit", "memory", "disk.N", "mce", "control",
+    "vm", "console", "debug-exit", "memory", "disk.N", "net.N", "mce", "control",
 };
 
 static const char *const cfg_sec_keys[SEC_NR][8] = {
@@ -426,11 +438,13 @@ static const char *const cfg_sec_keys[SEC_NR][8] = {
     [SEC_DEBUG_EXIT] = { "enabled", "port", "size" },
     [SEC_MEMORY] = { "backend", "path", "prealloc", "thp", "host_node" },
     [SEC_DISK] = { "path", "readonly", "queues", "queue_size", "serial", "cache", "engine" },
+    [SEC_NET] = { "tap", "mac", "queues", "queue_size", "mtu", "vhost" },
     [SEC_MCE] = { "log" },
     [SEC_CONTROL] = { "enabled", "socket" },
 };
 
-/* Section name -> kind; for [disk.N] also the index.  NULL or the reason. */
+/* Section name -> kind; for [disk.N] and [net.N] also the index.  NULL or
+ * the reason. */
 static const char *cfg_sec_kind(const char *name, enum cfg_sec *kind,
                                 unsigned *index)
 {
@@ -446,14 +460,26 @@ static const char *cfg_sec_kind(const char *name, enum cfg_sec *kind,
         *index = (unsigned)(n[0] - '0');
         return NULL;
     }
+    if (!strncmp(name, "net.", 4)) {
+        n = name + 4;
+        *kind = SEC_NET;
+        if (!*n || strspn(n, "0123456789") != strlen(n) || (n[0] == '0' && n[1]))
+            return "bad net section (use net.0 .. net.7)";
+        if (strlen(n) > 1 || (unsigned)(n[0] - '0') >= CFG_MAX_NETS)
+            return "net index out of range (use net.0 .. net.7)";
+        *index = (unsigned)(n[0] - '0');
+        return NULL;
+    }
     for (int i = 0; i < SEC_NR; i++) {
-        if (i != SEC_DISK && !strcmp(name, cfg_sec_names[i])) {
+        if (i != SEC_DISK && i != SEC_NET && !strcmp(name, cfg_sec_names[i])) {
             *kind = (enum cfg_sec)i;
             return NULL;
         }
     }
     if (!strcmp(name, "disk"))
         return "unknown section (disks are [disk.0] .. [disk.7])";
+    if (!strcmp(name, "net"))
+        return "unknown section (NICs are [net.0] .. [net.7])";
     return "unknown section";
 }
 
@@ -484,6 +510,8 @@ static int cfg_check_names(struct cfg_ctx *c)
             return cfg_sec_fail(c, k, why);
         if (kind == SEC_DISK)
             c->disk_seen[index] = true;
+        if (kind == SEC_NET)
+            c->net_seen[index] = true;
     }
     for (ssize_t i = 0; i < d->size; i++) {
         const char *k = d->key[i], *colon, *key;
@@ -825,6 +853,147 @@ static int cfg_disk_shared(struct cfg_ctx *c, const struct dvmm_config *out,
     return 0;
 }
 
+/* ---- [net.N] ------------------------------------------------------------ */
+
+void cfg_net_default_mac(const char *name, unsigned index, uint8_t mac[6])
+{
+    /* FNV-1a over "name/N": the same VM gets the same MAC on every run,
+     * two NICs of one VM differ, and so (almost always) do two VMs. */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char key[96];
+    int n = snprintf(key, sizeof(key), "%s/%u", name, index);
+
+    for (int i = 0; i < n && i < (int)sizeof(key); i++) {
+        h ^= (uint8_t)key[i];
+        h *= 0x100000001b3ULL;
+    }
+    mac[0] = 0x02;                  /* locally administered, unicast */
+    for (int i = 1; i < 6; i++)
+        mac[i] = (uint8_t)(h >> (8 * (i - 1)));
+}
+
+/* Linux's dev_valid_name: 1..15 bytes, not "." or "..", no '/', ':' or
+ * white space. */
+static const char *cfg_ifname_why(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (!n)
+        return "empty";
+    if (n >= CFG_IFNAMSIZ)
+        return "longer than 15 bytes (IFNAMSIZ)";
+    if (!strcmp(v, ".") || !strcmp(v, ".."))
+        return "not an interface name";
+    for (const char *p = v; *p; p++)
+        if (*p == '/' || *p == ':' || isspace((unsigned char)*p) || !isprint((unsigned char)*p))
+            return "interface names cannot hold '/', ':', white space or control bytes";
+    return NULL;
+}
+
+static const char *cfg_mac_why(const char *v, uint8_t mac[6])
+{
+    unsigned b[6];
+    char end;
+
+    if (strlen(v) != 17 ||
+        sscanf(v, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+               &end) != 6)
+        return "not a MAC address (use xx:xx:xx:xx:xx:xx, hex)";
+    for (unsigned i = 0; i < 17; i++)
+        if ((i % 3 == 2) != (v[i] == ':') || (i % 3 != 2 && !isxdigit((unsigned char)v[i])))
+            return "not a MAC address (use xx:xx:xx:xx:xx:xx, hex)";
+    for (unsigned i = 0; i < 6; i++)
+        mac[i] = (uint8_t)b[i];
+    if (mac[0] & 1)
+        return "a multicast address (the low bit of the first byte must be 0)";
+    if (!(mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]))
+        return "all zeros";
+    return NULL;
+}
+
+static int cfg_net(struct cfg_ctx *c, unsigned index, const struct dvmm_config *cfg,
+                   struct cfg_net *net)
+{
+    static const char *const vhosts[] = { "no", "yes", "auto" };
+    unsigned vcpus = cfg->vm.vcpus;
+    char sec[16];
+    const char *v, *why;
+    uint64_t u;
+    unsigned e;
+    int rc;
+
+    snprintf(sec, sizeof(sec), "net.%u", index);
+    net->index = index;
+
+    v = cfg_get(c, sec, "tap");
+    if (!v)
+        return cfg_missing(c, sec, "tap", "required: a TAP interface to use or create");
+    if ((why = cfg_ifname_why(v)))
+        return cfg_bad(c, sec, "tap", v, "%s", why);
+    strcpy(net->tap, v);
+
+    v = cfg_get(c, sec, "mac");
+    if (v) {
+        if ((why = cfg_mac_why(v, net->mac)))
+            return cfg_bad(c, sec, "mac", v, "%s", why);
+        net->mac_given = true;
+    } else {
+        cfg_net_default_mac(cfg->vm.name, index, net->mac);
+    }
+
+    if ((rc = cfg_get_uint(c, sec, "queues", 0, UINT32_MAX, 0, &u)))
+        return rc;
+    v = cfg_get(c, sec, "queues");
+    if (v && u == 0)
+        return cfg_bad(c, sec, "queues", v, "must be at least 1");
+    if (v && u > CFG_NET_MAX_PAIRS)
+        return cfg_bad(c, sec, "queues", v, "out of range (use 1..%u queue pairs)",
+                       CFG_NET_MAX_PAIRS);
+    net->queues_requested = (unsigned)u;
+    net->queues = v ? (unsigned)u : vcpus < CFG_NET_MAX_PAIRS ? vcpus : CFG_NET_MAX_PAIRS;
+    if (net->queues > vcpus) {
+        char src[PATH_MAX + 2 * CFG_NAME_MAX];
+
+        cfg_src(c, sec, "queues", src, sizeof(src));
+        log_warn("%s: %s.queues = %u is more than the %u vCPUs; using %u queue pairs",
+                 src, sec, net->queues, vcpus, vcpus);
+        net->queues = vcpus;
+    }
+
+    if ((rc = cfg_get_uint(c, sec, "queue_size", 2, 256, 256, &u)))
+        return rc;
+    if (u & (u - 1))
+        return cfg_bad(c, sec, "queue_size", cfg_get(c, sec, "queue_size"),
+                       "not a power of two");
+    net->queue_size = (unsigned)u;
+
+    if ((rc = cfg_get_uint(c, sec, "mtu", CFG_NET_MIN_MTU, CFG_NET_MAX_MTU, 1500, &u)))
+        return rc;
+    net->mtu = (unsigned)u;
+
+    if ((rc = cfg_get_enum(c, sec, "vhost", vhosts, 3, CFG_VHOST_NO, &e)))
+        return rc;
+    net->vhost = (enum cfg_vhost)e;
+    return 0;
+}
+
+/* Two NICs on one TAP would attach their queues to the same interface and
+ * steal each other's frames. */
+static int cfg_net_shared(struct cfg_ctx *c, const struct dvmm_config *out, unsigned n)
+{
+    const struct cfg_net *d = &out->net[n];
+    char sec[16];
+
+    for (unsigned i = 0; i < n; i++) {
+        if (strcmp(out->net[i].tap, d->tap))
+            continue;
+        snprintf(sec, sizeof(sec), "net.%u", d->index);
+        return cfg_bad(c, sec, "tap", d->tap, "same TAP interface as net.%u",
+                       out->net[i].index);
+    }
+    return 0;
+}
+
 static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
 {
     const char *v, *xdg;
@@ -1090,6 +1259,14 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
             (rc = cfg_disk_shared(&c, out, out->ndisks)))
             goto out;
         out->ndisks++;
+    }
+    for (unsigned i = 0; i < CFG_MAX_NETS; i++) {
+        if (!c.net_seen[i])
+            continue;
+        if ((rc = cfg_net(&c, i, out, &out->net[out->nnets])) ||
+            (rc = cfg_net_shared(&c, out, out->nnets)))
+            goto out;
+        out->nnets++;
     }
     if ((rc = cfg_get_str(&c, "mce", "log", "", out->mce.log, sizeof(out->mce.log))))
         goto out;

@@ -3,7 +3,8 @@
  * section.key and the bad value, and cfg_load returns -EINVAL (-errno for an
  * unreadable file); main turns that into exit code 2 before any VM exists.
  *
- * Sections: [vm] [console] [debug-exit] [memory] [disk.N] [mce] [control].
+ * Sections: [vm] [console] [debug-exit] [memory] [disk.N] [net.N] [mce]
+ * [control].
  * Unknown sections and keys are errors, so typos never pass silently. */
 #ifndef DVMM_CONFIG_H
 #define DVMM_CONFIG_H
@@ -19,10 +20,18 @@
 #define CFG_CMDLINE_MAX 2048
 #define CFG_SERIAL_MAX 20          /* virtio-blk GET_ID string */
 #define CFG_MIN_MEMORY (16ULL << 20)
+#define CFG_MAX_NETS 8
+/* Queue pairs of one NIC: two virtqueues each plus the control queue must
+ * fit the transport's 64 (VP_MAX_QUEUES). */
+#define CFG_NET_MAX_PAIRS 31
+#define CFG_IFNAMSIZ 16            /* IFNAMSIZ: 15 bytes and the NUL */
+#define CFG_NET_MIN_MTU 68         /* the IPv4 minimum */
+#define CFG_NET_MAX_MTU 65535
 
 enum cfg_on_reset { CFG_RESET_REBOOT, CFG_RESET_EXIT };
 enum cfg_cache { CFG_CACHE_WRITEBACK, CFG_CACHE_NONE };
 enum cfg_engine { CFG_ENGINE_DEFAULT, CFG_ENGINE_IO_URING, CFG_ENGINE_THREADS };
+enum cfg_vhost { CFG_VHOST_NO, CFG_VHOST_YES, CFG_VHOST_AUTO };
 
 struct cfg_disk {
     unsigned index;                /* N of [disk.N] */
@@ -34,6 +43,18 @@ struct cfg_disk {
     char serial[CFG_SERIAL_MAX + 1];
     enum cfg_cache cache;
     enum cfg_engine engine;
+};
+
+struct cfg_net {
+    unsigned index;                /* N of [net.N] */
+    char tap[CFG_IFNAMSIZ];        /* TAP interface: used if it exists, else created */
+    uint8_t mac[6];                /* given, or derived from vm.name and N */
+    bool mac_given;
+    unsigned queues;               /* queue pairs after the clamp: 1..vcpus */
+    unsigned queues_requested;     /* as written (0 when defaulted) */
+    unsigned queue_size;           /* power of two, 2..256; default 256 */
+    unsigned mtu;                  /* 68..65535; default 1500 */
+    enum cfg_vhost vhost;          /* default no */
 };
 
 struct dvmm_config {
@@ -60,6 +81,8 @@ struct dvmm_config {
     struct gm_config memory;
     struct cfg_disk disk[CFG_MAX_DISKS];
     unsigned ndisks;
+    struct cfg_net net[CFG_MAX_NETS];
+    unsigned nnets;
     struct {
         char log[PATH_MAX];        /* "" = stderr */
     } mce;
@@ -81,6 +104,10 @@ struct cfg_limits {
 int cfg_load(const char *file, char *const *sets, unsigned nsets,
              const struct cfg_limits *lim, struct dvmm_config *out,
              char *err, size_t errlen);
+
+/* The default MAC of [net.N] in VM `name`: stable across runs, locally
+ * administered, unicast. */
+void cfg_net_default_mac(const char *name, unsigned index, uint8_t mac[6]);
 
 /* "4G", "512M", "1048576", "64K" -> bytes.  -EINVAL on junk, -ERANGE on overflow. */
 int cfg_parse_size(const char *s, uint64_t *out);
