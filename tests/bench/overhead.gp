@@ -9,7 +9,7 @@ if (!exists("outfile")) outfile = 'build/overhead/overhead.svg'
 
 set terminal svg size 1100,540 dynamic enhanced font "sans,12" background rgb "white"
 set output outfile
-set title "Host overhead per GiB of guest RAM (struct page computed, page tables measured)"
+set title "Host overhead per GiB of guest RAM (page tables measured; struct page measured where the report says so)"
 set ylabel "KiB per GiB of guest RAM"
 set style data histograms
 set style histogram rowstacked
@@ -19,7 +19,7 @@ set key top right
 set grid ytics
 set yrange [0:*]
 set xtics noenhanced font ",10"
-set xlabel "* computed only: struct page by the rule, page tables not measured"
+set xlabel "* struct page only: page tables not measured for this row"
 plot datafile using 2:xtic(1) title "VMM page tables (VmPTE)" lc rgb "#4477aa", \
      '' using 3 title "KVM page tables (SecPageTables)" lc rgb "#ee6677", \
-     '' using 4 title "struct page (computed)" lc rgb "#228833"
+     '' using 4 title "struct page" lc rgb "#228833"
