@@ -18,10 +18,13 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <liburing.h>
 
 #include "guest-mem/gm.h"
+#include "virtio/tap.h"
+#include "virtio/vhost_net.h"
 #include "vmm/config.h"
 #include "vmm/log.h"
 
@@ -1078,6 +1081,65 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
 
 /* ---- I/O -------------------------------------------------------------- */
 
+/* virtio-net: what TUNGETFEATURES says (multi-queue TAPs, vnet headers) and
+ * whether vhost-net is there.  Under a fake root the features come from
+ * <root>/.tun-features (hex), vhost from <root>/dev/vhost-net. */
+static void hc_check_net(struct hc_ctx *x)
+{
+    struct hc_check *c;
+    unsigned feat = 0;
+    int perr = 0;
+    char src[48] = "TUNGETFEATURES";
+    bool probed = true;
+
+    if (x->real) {
+        perr = -tap_probe("/dev/net/tun", &feat);
+    } else {
+        char v[64];
+        if (!hc_read_line(x, "/.tun-features", v, sizeof(v))) {
+            feat = (unsigned)strtoul(v, NULL, 16);
+            snprintf(src, sizeof(src), "TUNGETFEATURES (fixture)");
+        } else {
+            probed = false;
+        }
+    }
+    if (!probed) {
+        hc_add(x, "tun-multiqueue", HC_OK, "not probed under a fake root");
+    } else if (perr) {
+        c = hc_add(x, "tun-multiqueue", HC_WARN, "cannot probe /dev/net/tun: %s", strerror(perr));
+        hc_advise(c, "virtio-net ([net.N]) needs a TAP: modprobe tun");
+    } else if ((feat & (IFF_MULTI_QUEUE | IFF_VNET_HDR)) == (IFF_MULTI_QUEUE | IFF_VNET_HDR)) {
+        hc_add(x, "tun-multiqueue", HC_OK, "%s 0x%x: IFF_MULTI_QUEUE and IFF_VNET_HDR", src, feat);
+    } else {
+        c = hc_add(x, "tun-multiqueue", HC_WARN, "%s 0x%x: IFF_MULTI_QUEUE %s, IFF_VNET_HDR %s",
+                   src, feat, feat & IFF_MULTI_QUEUE ? "yes" : "no",
+                   feat & IFF_VNET_HDR ? "yes" : "no");
+        hc_advise(c, feat & IFF_VNET_HDR ? "net.N.queues > 1 needs multi-queue TAPs (Linux >= 3.8)"
+                                         : "virtio-net needs vnet headers on the TAP");
+    }
+
+    char vh[PATH_MAX + 64];
+    struct stat st;
+    hc_path(x, VHOST_NET_DEV, vh, sizeof(vh));
+    if (stat(vh, &st)) {
+        c = hc_add(x, "vhost-net", HC_WARN, "%s: %s", VHOST_NET_DEV, strerror(errno));
+        hc_advise(c, "net.N.vhost = yes needs it (modprobe vhost_net); vhost = auto and no use "
+                     "the user-space datapath");
+    } else if (x->real) {
+        int fd = open(vh, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            c = hc_add(x, "vhost-net", HC_WARN, "%s: %s", VHOST_NET_DEV, strerror(errno));
+            hc_advise(c, "net.N.vhost = yes needs read-write access to it");
+        } else {
+            close(fd);
+            hc_add(x, "vhost-net", HC_OK, "%s opens read-write", VHOST_NET_DEV);
+        }
+    } else {
+        hc_add(x, "vhost-net", HC_OK, "%s present", VHOST_NET_DEV);
+    }
+}
+
+
 static void hc_check_io(struct hc_ctx *x)
 {
     uint64_t dis = 0;
@@ -1132,6 +1194,7 @@ static void hc_check_io(struct hc_ctx *x)
         c = hc_add(x, "tun", access(tun, R_OK | W_OK) ? HC_WARN : HC_OK, "/dev/net/tun %s",
                    access(tun, R_OK | W_OK) ? "present, not read-write for this user" : "present");
     }
+    hc_check_net(x);
 }
 
 /* ---- --config: can this VM start now? --------------------------------- */

@@ -138,6 +138,11 @@ static bool vp_features_ok(struct virtio_pci *vp)
                  vp->p.name);
         return false;
     }
+    if (vp->p.ops->features_ok && !vp->p.ops->features_ok(vp->p.opaque, f)) {
+        log_warn("%s: driver features 0x%llx refused (a feature without one it depends on)",
+                 vp->p.name, (unsigned long long)f);
+        return false;
+    }
     vp->features = f;
     return true;
 }

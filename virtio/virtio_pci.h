@@ -48,6 +48,10 @@ struct vp_dev_ops {
     void (*cfg_read)(void *opaque, uint64_t off, uint8_t *data, unsigned len);
     void (*cfg_write)(void *opaque, uint64_t off, const uint8_t *data,
                       unsigned len);
+    /* FEATURES_OK: may refuse a feature set that is a subset of the
+     * offer but breaks the device's rules (a feature without the one it
+     * depends on).  NULL accepts every subset. */
+    bool (*features_ok)(void *opaque, uint64_t features);
     /* DRIVER_OK: vp_vq() of every enabled queue is ready.  <0 sets
      * NEEDS_RESET. */
     int (*start)(void *opaque);

@@ -45,10 +45,11 @@ struct ctl_client {
 
 enum ctl_cmd_id {
     CTL_STATUS, CTL_MEMSTAT, CTL_MCE_INJECT, CTL_HWPOISON, CTL_POISONED,
-    CTL_PAUSE, CTL_RESUME, CTL_QUIT,
+    CTL_PAUSE, CTL_RESUME, CTL_QUIT, CTL_LINK,
 };
 
-enum ctl_arg_type { CTL_ARG_GPA, CTL_ARG_KIND, CTL_ARG_VCPU, CTL_ARG_MODE, CTL_ARG_WAIT };
+enum ctl_arg_type { CTL_ARG_GPA, CTL_ARG_KIND, CTL_ARG_VCPU, CTL_ARG_MODE, CTL_ARG_WAIT,
+                    CTL_ARG_DEV, CTL_ARG_STATE };
 
 struct ctl_key {
     const char *name;
@@ -70,6 +71,8 @@ struct ctl_args {
     bool user_mode;
     bool has_wait;
     unsigned wait_ms;
+    unsigned net;
+    bool up;
 };
 
 static const struct ctl_key ctl_mce_keys[] = {
@@ -82,6 +85,10 @@ static const struct ctl_key ctl_mce_keys[] = {
 static const struct ctl_key ctl_gpa_keys[] = {
     { "gpa", CTL_ARG_GPA, true },
 };
+static const struct ctl_key ctl_link_keys[] = {
+    { "dev", CTL_ARG_DEV, true },
+    { "state", CTL_ARG_STATE, true },
+};
 
 #define CTL_KEYS(k) k, sizeof(k) / sizeof((k)[0])
 static const struct ctl_cmd ctl_cmds[] = {
@@ -93,6 +100,7 @@ static const struct ctl_cmd ctl_cmds[] = {
     { "pause", CTL_PAUSE, NULL, 0 },
     { "resume", CTL_RESUME, NULL, 0 },
     { "quit", CTL_QUIT, NULL, 0 },
+    { "link", CTL_LINK, CTL_KEYS(ctl_link_keys) },
 };
 
 static json_object *ctl_error(const char *fmt, ...)
@@ -238,6 +246,21 @@ static int ctl_parse_arg(const struct ctl_cmd *cmd, const struct ctl_key *k,
         a->wait_ms = (unsigned)i;
         a->has_wait = true;
         return 0;
+    case CTL_ARG_DEV:
+        s = ctl_clean_string(v);
+        if (!s || strncmp(s, "net.", 4) || s[4] < '0' || s[4] > '7' || s[5])
+            return ctl_bad(m, "%s: dev must be \"net.0\" .. \"net.7\"", cmd->name);
+        a->net = (unsigned)(s[4] - '0');
+        return 0;
+    case CTL_ARG_STATE:
+        s = ctl_clean_string(v);
+        if (s && !strcmp(s, "up"))
+            a->up = true;
+        else if (s && !strcmp(s, "down"))
+            a->up = false;
+        else
+            return ctl_bad(m, "%s: state must be \"up\" or \"down\"", cmd->name);
+        return 0;
     }
     return ctl_bad(m, "%s: internal error: bad argument type", cmd->name);
 }
@@ -320,6 +343,10 @@ static int ctl_call(const struct ctl_handlers *h, const struct ctl_cmd *cmd,
         if (!h->hwpoison)
             return -EOPNOTSUPP;
         return h->hwpoison(h->opaque, a->gpa, reply);
+    case CTL_LINK:
+        if (!h->link)
+            return -EOPNOTSUPP;
+        return h->link(h->opaque, a->net, a->up, reply);
     case CTL_STATUS:   simple = h->status; break;
     case CTL_MEMSTAT:  simple = h->memstat; break;
     case CTL_POISONED: simple = h->poisoned; break;

@@ -6,7 +6,8 @@
  * one object per line each way, replies in request order.
  *
  * Commands: status, memstat, mce-inject gpa kind=ar|ao [vcpu=N]
- * [mode=user [wait_ms=N]], hwpoison gpa, poisoned, pause, resume, quit.
+ * [mode=user [wait_ms=N]], hwpoison gpa, poisoned, pause, resume, quit,
+ * link dev=net.N state=up|down.
  * gpa is a JSON integer or a string ("0x1000" or "4096"), below 2^52.  The
  * server validates every request (unknown command or key, missing key,
  * wrong type, bad value, keys that do not go together) and answers errors
@@ -74,6 +75,9 @@ struct ctl_handlers {
     /* The reply is queued and flushed as far as the socket takes it before
      * ctl_server_dispatch returns, so main may stop right after. */
     int (*quit)(void *opaque, json_object *reply);
+    /* `link`: NIC net.N's link up or down (N is 0..7, not checked against
+     * the VM: the handler says when it has no such NIC). */
+    int (*link)(void *opaque, unsigned net, bool up, json_object *reply);
 };
 
 struct ctl_client;

@@ -31,6 +31,8 @@ static void ctl_client_usage(FILE *f)
           "  hwpoison gpa=ADDR               poison the host page behind ADDR\n"
           "  poisoned                        list poisoned guest pages\n"
           "  pause | resume | quit\n"
+          "  link net.N up|down              the NIC's link (also dev=net.N state=up|down);\n"
+          "                                  the guest gets a config interrupt\n"
           "\n"
           "ADDR is 0x-prefixed hex or decimal.  Exit status: 0 ok, 1 the\n"
           "command failed, 2 usage error or no connection.\n", f);
@@ -60,6 +62,13 @@ json_object *ctl_client_request(const char *cmd, int nargs, char *const *args,
         return NULL;
     }
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
+    /* `link net.0 up` reads better than dev=net.0 state=up; both work. */
+    if (!strcmp(cmd, "link") && nargs == 2 && !strchr(args[0], '=') &&
+        !strchr(args[1], '=')) {
+        json_object_object_add(req, "dev", json_object_new_string(args[0]));
+        json_object_object_add(req, "state", json_object_new_string(args[1]));
+        return req;
+    }
     for (i = 0; i < nargs; i++) {
         const char *eq = strchr(args[i], '=');
         char key[64];

@@ -228,6 +228,14 @@ static int cmd_check(int argc, char **argv)
                cfg->disk[i].path, cfg->disk[i].readonly ? " (read-only)" : "",
                cfg->disk[i].queues, cfg->disk[i].queues == 1 ? "" : "s",
                cfg->disk[i].queue_size);
+    for (unsigned i = 0; i < cfg->nnets; i++) {
+        const struct cfg_net *nc = &cfg->net[i];
+        static const char *const vh[] = { "no", "yes", "auto" };
+        printf("net.%u: tap %s, mac %02x:%02x:%02x:%02x:%02x:%02x%s, %u queue pair%s of %u, "
+               "mtu %u, vhost %s\n", nc->index, nc->tap, nc->mac[0], nc->mac[1], nc->mac[2],
+               nc->mac[3], nc->mac[4], nc->mac[5], nc->mac_given ? "" : " (derived)",
+               nc->queues, nc->queues == 1 ? "" : "s", nc->queue_size, nc->mtu, vh[nc->vhost]);
+    }
     if (cfg->control.enabled)
         printf("control: %s\n", cfg->control.socket);
     pthread_mutex_destroy(&gm.poison_lock);

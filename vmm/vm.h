@@ -11,6 +11,7 @@
 
 #include "guest-mem/gm.h"
 #include "virtio/blk.h"
+#include "virtio/net.h"
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/debug_exit.h"
@@ -73,6 +74,8 @@ struct vm {
     bool pci_ready;
     struct blk *disks;          /* cfg->ndisks virtio-blk devices */
     unsigned ndisks;            /* how many were initialised */
+    struct net *nets;           /* cfg->nnets virtio-net devices */
+    unsigned nnets;             /* how many were initialised */
     struct x86_boot boot;
     struct vcpu *vcpus;
     unsigned nvcpus;

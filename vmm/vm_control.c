@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "guest-mem/overhead.h"
@@ -15,6 +16,76 @@ static json_object *hex(uint64_t v)
 
     snprintf(buf, sizeof(buf), "0x%llx", (unsigned long long)v);
     return json_object_new_string(buf);
+}
+
+static json_object *qstats(const struct net_qstats *q, bool kernel)
+{
+    json_object *o = json_object_new_object();
+
+    /* With vhost the frames never pass through dvmm: the kernel counts
+     * them (ip -s link show TAP); interrupts are still ours. */
+    if (!kernel) {
+        json_object_object_add(o, "packets", json_object_new_int64((int64_t)q->packets));
+        json_object_object_add(o, "bytes", json_object_new_int64((int64_t)q->bytes));
+        json_object_object_add(o, "drops", json_object_new_int64((int64_t)q->drops));
+    }
+    json_object_object_add(o, "interrupts", json_object_new_int64((int64_t)q->irqs));
+    return o;
+}
+
+/* One NIC for `status`: link, pairs, per-queue counters, drops by reason. */
+static json_object *net_json(struct vm *vm, unsigned i)
+{
+    struct net *n = &vm->nets[i];
+    struct net_stats s;
+    json_object *o = json_object_new_object(), *qs = json_object_new_array(),
+                *drops = json_object_new_object();
+    char mac[18];
+
+    net_get_stats(n, &s);
+    snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", n->cfg.mac[0], n->cfg.mac[1],
+             n->cfg.mac[2], n->cfg.mac[3], n->cfg.mac[4], n->cfg.mac[5]);
+    json_object_object_add(o, "dev", json_object_new_string(n->name + strlen("virtio-")));
+    json_object_object_add(o, "tap", json_object_new_string(n->tap.name));
+    json_object_object_add(o, "mac", json_object_new_string(mac));
+    json_object_object_add(o, "link", json_object_new_string(s.link_up ? "up" : "down"));
+    json_object_object_add(o, "vhost", json_object_new_boolean(s.vhost));
+    json_object_object_add(o, "queue_pairs", json_object_new_int((int)s.pairs));
+    json_object_object_add(o, "active_pairs", json_object_new_int((int)s.active));
+    for (unsigned q = 0; q < s.pairs; q++) {
+        json_object *e = json_object_new_object();
+
+        json_object_object_add(e, "pair", json_object_new_int((int)q));
+        json_object_object_add(e, "rx", qstats(&s.q[q].rx, s.vhost));
+        json_object_object_add(e, "tx", qstats(&s.q[q].tx, s.vhost));
+        json_object_array_add(qs, e);
+    }
+    json_object_object_add(o, "queues", qs);
+    for (unsigned d = NET_PASS + 1; d < NET_DROP_NR; d++)
+        json_object_object_add(drops, net_drop_name(d),
+                               json_object_new_int64((int64_t)s.drops[d]));
+    json_object_object_add(o, "drops", drops);
+    json_object_object_add(o, "ctrl_ok", json_object_new_int64((int64_t)s.ctrl_ok));
+    json_object_object_add(o, "ctrl_err", json_object_new_int64((int64_t)s.ctrl_err));
+    return o;
+}
+
+static int ctl_link(void *opaque, unsigned net, bool up, json_object *reply)
+{
+    struct vm *vm = opaque;
+
+    for (unsigned i = 0; i < vm->nnets; i++) {
+        if (vm->nets[i].cfg.index != net)
+            continue;
+        net_set_link(&vm->nets[i], up);
+        json_object_object_add(reply, "link", json_object_new_string(up ? "up" : "down"));
+        return 0;
+    }
+    char msg[64];
+
+    snprintf(msg, sizeof(msg), "link: this VM has no net.%u", net);
+    json_object_object_add(reply, "error", json_object_new_string(msg));
+    return -ENODEV;
 }
 
 static int ctl_status(void *opaque, json_object *reply)
@@ -49,6 +120,13 @@ static int ctl_status(void *opaque, json_object *reply)
         json_object_array_add(cpus, c);
     }
     json_object_object_add(reply, "vcpus", cpus);
+    if (vm->nnets) {
+        json_object *nets = json_object_new_array();
+
+        for (unsigned i = 0; i < vm->nnets; i++)
+            json_object_array_add(nets, net_json(vm, i));
+        json_object_object_add(reply, "nets", nets);
+    }
     return 0;
 }
 
@@ -150,6 +228,7 @@ void vm_control_handlers(struct vm *vm, struct ctl_handlers *h)
     *h = (struct ctl_handlers){
         .opaque = vm,
         .status = ctl_status,
+        .link = ctl_link,
         .memstat = ctl_memstat,
         .mce_inject = ctl_mce_inject,
         .hwpoison = ctl_hwpoison,
