@@ -8,7 +8,12 @@
  * action-optional SIGBUS (only with early kill) is reported and the loop
  * goes on: the next read of the unmapped page must then raise the AR.
  *
- * usage: victim [SECONDS]   (default 60: give up and exit 1 after that) */
+ * usage: victim [SECONDS [ROUND [early]]]
+ *   SECONDS  give up and exit 1 after that long (default 60)
+ *   ROUND    a name for this run, echoed in VICTIM-READY (default "mce")
+ *   early    ask for early kill (PR_MCE_KILL_EARLY): a failure the kernel
+ *            finds without us touching the page (an AO, e.g. AMD's
+ *            deferred error) reaches us as BUS_MCEERR_AO at once */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
@@ -19,23 +24,27 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PM_PRESENT (1ULL << 63)
 #define PM_PFN_MASK ((1ULL << 55) - 1)
 
+static const char *round_name = "mce";
+
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
-    char line[160];
+    char line[200];
     int n, ar = si->si_code == BUS_MCEERR_AR, ao = si->si_code == BUS_MCEERR_AO;
 
     (void)sig;
     (void)uc;
-    /* Only async-signal-safe calls here. */
-    n = snprintf(line, sizeof(line), "VICTIM-SIGBUS code=%s addr=%p lsb=%d\n%s",
-                 ar ? "BUS_MCEERR_AR" : ao ? "BUS_MCEERR_AO" : "other",
-                 si->si_addr, (int)si->si_addr_lsb, ar ? "RECOVERED\n" : "");
+    /* Only async-signal-safe calls here (snprintf of these formats is). */
+    n = snprintf(line, sizeof(line), "VICTIM-SIGBUS round=%s code=%s addr=%p lsb=%d\n%s%s%s",
+                 round_name, ar ? "BUS_MCEERR_AR" : ao ? "BUS_MCEERR_AO" : "other",
+                 si->si_addr, (int)si->si_addr_lsb, ar ? "RECOVERED round=" : "",
+                 ar ? round_name : "", ar ? "\n" : "");
     if (n > 0)
         (void)!write(STDOUT_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     if (!ao)
@@ -46,6 +55,8 @@ int main(int argc, char **argv)
 {
     long page = sysconf(_SC_PAGESIZE);
     unsigned seconds = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 0) : 60;
+    const char *round = argc > 2 ? argv[2] : round_name;
+    int early = argc > 3 && !strcmp(argv[3], "early");
     struct sigaction sa;
     volatile uint64_t *mem;
     uint64_t entry, sum = 0;
@@ -54,11 +65,16 @@ int main(int argc, char **argv)
     time_t end;
     int fd, cpu;
 
+    round_name = round;
     memset(&sa, 0, sizeof(sa));
     sa.sa_sigaction = on_sigbus;
     sa.sa_flags = SA_SIGINFO;
     if (sigaction(SIGBUS, &sa, NULL) < 0) {
         perror("victim: sigaction");
+        return 1;
+    }
+    if (early && prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0) {
+        perror("victim: prctl(PR_MCE_KILL_EARLY)");
         return 1;
     }
     /* Run on CPU 0: dvmm routes an action-optional event (the host's early
@@ -98,9 +114,9 @@ int main(int argc, char **argv)
                 (unsigned long long)entry);
         return 1;
     }
-    printf("VICTIM-READY gpa=0x%llx va=%p pid=%d cpu=%d\n",
+    printf("VICTIM-READY round=%s gpa=0x%llx va=%p pid=%d cpu=%d%s\n", round,
            (unsigned long long)((entry & PM_PFN_MASK) * (uint64_t)page), (void *)mem,
-           (int)getpid(), cpu);
+           (int)getpid(), cpu, early ? " early-kill" : "");
     fflush(stdout);
 
     /* Spin in user mode (clock_gettime is the vDSO): an action-required
