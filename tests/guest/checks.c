@@ -18,6 +18,7 @@ static const struct check check_table[] = {
 	{ "mce", check_mce },
 	{ "mcebench", check_mcebench },
 	{ "blk", check_blk },
+	{ "net", check_net },
 };
 
 const struct check *checks_find(const char *name, size_t len)

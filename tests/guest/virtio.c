@@ -200,7 +200,7 @@ int vio_queue_setup(struct vio_dev *d, uint16_t idx, void *mem, uint16_t vector)
 	uint64_t desc = (uintptr_t)mem, avail = desc + 4096, used = desc + 8192, n;
 	uint16_t max;
 
-	if (idx >= VIO_MAX_QUEUES || idx >= d->num_queues)
+	if (idx >= VIO_MAX_DEV_QUEUES || idx >= d->num_queues)
 		return -1;
 	cc->queue_select = idx;
 	max = cc->queue_size;

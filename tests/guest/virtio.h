@@ -12,7 +12,8 @@
 
 #include "pci.h"
 
-#define VIO_MAX_QUEUES	8
+#define VIO_MAX_QUEUES	8	/* queues a check drives at most (blk) */
+#define VIO_MAX_DEV_QUEUES 64	/* queue indices vio_dev knows (net's control queue sits high) */
 #define VIO_QSIZE	64	/* our ring size, at most the device's */
 #define VIO_NO_VECTOR	0xffff
 
@@ -45,7 +46,7 @@ struct vio_dev {
 	uint64_t msix_table;		/* address of entry 0 */
 	uint64_t features;		/* what the device offers */
 	uint16_t num_queues;		/* common cfg num_queues */
-	struct vio_queue q[VIO_MAX_QUEUES];
+	struct vio_queue q[VIO_MAX_DEV_QUEUES];
 };
 
 /* Finds the capabilities, maps the BARs they use and turns on memory
