@@ -2,8 +2,10 @@
  * 1af4:1000) the way a multi-queue kernel driver does, and talk to the host
  * end of its TAP:
  *   - features negotiate (VERSION_1, MAC, STATUS, MQ, CTRL_VQ, MRG_RXBUF,
- *     MTU) and FEATURES_OK sticks; the link is up; MAC equals net_mac= when
- *     given; max_virtqueue_pairs equals net_pairs= when given;
+ *     MTU) and FEATURES_OK sticks (a device without MQ gets one pair); the
+ *     number of queues is read again after FEATURES_OK (QEMU adds the MQ
+ *     queues then); the link is up; MAC equals net_mac= when given;
+ *     max_virtqueue_pairs equals net_pairs= when given;
  *   - one queue pair per CPU (at most 8), each with its own MSI-X vectors
  *     aimed at its own CPU; VQ_PAIRS_SET on the control queue is acked;
  *   - CPU by CPU, each CPU sends from its own pair, with its own address
@@ -513,22 +515,23 @@ static bool net_bring_up(struct check_ctx *c, unsigned np)
 		check_fail(c, "FEATURES_OK did not stick (wrote features 0x%lx)", net.negotiated);
 		return false;
 	}
-	if (!(net.negotiated & (1ULL << VIRTIO_NET_F_MQ)) || !(net.negotiated & (1ULL << VIRTIO_NET_F_CTRL_VQ))) {
-		check_fail(c, "device offers no MQ with a control queue (features 0x%lx)", d->features);
-		return false;
-	}
+	bool mq = net.negotiated & (1ULL << VIRTIO_NET_F_MQ);
+	/* QEMU adds the queues MQ brings only once FEATURES_OK is set. */
+	d->num_queues = d->common->num_queues;
 	if (!d->devcfg || d->devcfg_len < 10) {
 		check_fail(c, "device config missing or %u bytes", d->devcfg_len);
 		return false;
 	}
 	for (unsigned i = 0; i < 6; i++)
 		net.mac[i] = devcfg8(i);
-	net.max_pairs = devcfg16(offsetof(struct virtio_net_config, max_virtqueue_pairs));
-	if (!net.max_pairs || 2 * net.max_pairs + 1 > d->num_queues || 2 * net.max_pairs >= VIO_MAX_DEV_QUEUES) {
+	/* Without MQ: one pair, and the control queue (if any) is queue 2. */
+	net.max_pairs = mq ? devcfg16(offsetof(struct virtio_net_config, max_virtqueue_pairs)) : 1;
+	net.ctrlq = net.negotiated & (1ULL << VIRTIO_NET_F_CTRL_VQ) ? 2 * net.max_pairs : 0;
+	if (!net.max_pairs || 2 * net.max_pairs + !!net.ctrlq > d->num_queues ||
+	    2 * net.max_pairs >= VIO_MAX_DEV_QUEUES) {
 		check_fail(c, "max_virtqueue_pairs %u with %u queues", net.max_pairs, d->num_queues);
 		return false;
 	}
-	net.ctrlq = 2 * net.max_pairs;
 	net.np = np ? np : net.max_pairs;
 	if (net.np > net.max_pairs)
 		net.np = net.max_pairs;
@@ -562,8 +565,8 @@ static bool net_bring_up(struct check_ctx *c, unsigned np)
 			}
 		}
 	}
-	if (!vio_msix_route(d, (uint16_t)(2 * net.np), (uint8_t)net.bsp_apic, VEC_CTRL) ||
-	    vio_queue_setup(d, (uint16_t)net.ctrlq, ctrl_ring, (uint16_t)(2 * net.np)) < 0) {
+	if (net.ctrlq && (!vio_msix_route(d, (uint16_t)(2 * net.np), (uint8_t)net.bsp_apic, VEC_CTRL) ||
+			  vio_queue_setup(d, (uint16_t)net.ctrlq, ctrl_ring, (uint16_t)(2 * net.np)) < 0)) {
 		check_fail(c, "control queue %u cannot be set up", net.ctrlq);
 		return false;
 	}
@@ -582,6 +585,12 @@ static bool net_bring_up(struct check_ctx *c, unsigned np)
 			}
 		vio_publish(&d->q[2 * p]);
 		vio_notify(&d->q[2 * p]);
+	}
+	if (!mq)
+		return true;
+	if (!net.ctrlq) {
+		check_fail(c, "MQ without a control queue");
+		return false;
 	}
 	int ack = ctrl_pairs_set(net.np);
 	if (ack != VIRTIO_NET_OK) {
@@ -826,7 +835,9 @@ void check_net(struct check_ctx *c)
 	console_printf("# net: negotiated 0x%lx, mac %02x:%02x:%02x:%02x:%02x:%02x, status 0x%x, "
 		       "max_virtqueue_pairs %u, mtu %u, %u cpus, driving %u pairs\n",
 		       net.negotiated, net.mac[0], net.mac[1], net.mac[2], net.mac[3], net.mac[4], net.mac[5],
-		       st, net.max_pairs, devcfg16(offsetof(struct virtio_net_config, mtu)), ncpus, net.np);
+		       st, net.max_pairs,
+		       net.negotiated & (1ULL << VIRTIO_NET_F_MTU) ? devcfg16(offsetof(struct virtio_net_config, mtu)) : 0,
+		       ncpus, net.np);
 	if (!(st & VIRTIO_NET_S_LINK_UP)) {
 		check_fail(c, "link is down (status 0x%x)", st);
 		goto out;
