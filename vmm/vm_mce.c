@@ -396,10 +396,14 @@ void vm_mce_user_poll(struct vm *vm)
         char msg[256];
         bool done;
 
+        /* Copied only once done: until then the vCPU thread updates its
+         * progress fields without the lock. */
         pthread_mutex_lock(&v->mce_lock);
         done = v->mce_user.done;
-        u = v->mce_user;
-        v->mce_user.done = false;
+        if (done) {
+            u = v->mce_user;
+            v->mce_user.done = false;
+        }
         pthread_mutex_unlock(&v->mce_lock);
         if (!done || !vm->ctl_open)
             continue;
