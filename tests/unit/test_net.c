@@ -901,6 +901,9 @@ static int tap_child(void)
         return 12;
     if (!(ndrv_start(&d, FEAT, QALL, QSIZE) & VIRTIO_CONFIG_S_DRIVER_OK))
         return 13;
+    /* TUNSETOFFLOAD took what the guest accepted. */
+    if (d.net.tap.offload != (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6))
+        return 26;
     /* The host side: a packet socket on the TAP. */
     int ps = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(0x88b5));
     struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(0x88b5),
