@@ -104,6 +104,15 @@ static void blk_complete(struct blk_queue *q, struct blk_req *r, int res)
 {
     struct blk *b = q->blk;
 
+    if (r->op == BLK_OP_FLUSH) {
+        /* After a failed sync the image has lost writes that nobody will
+         * retry: no FLUSH may succeed again. */
+        if (res < 0 && !__atomic_exchange_n(&b->flush_failed, true, __ATOMIC_SEQ_CST))
+            log_err("%s: fdatasync of %s failed: %s; every FLUSH fails from now on",
+                    b->name, b->cfg.path, strerror(-res));
+        else if (res >= 0 && __atomic_load_n(&b->flush_failed, __ATOMIC_SEQ_CST))
+            res = -EIO;
+    }
     if (res < 0) {
         /* The guest sees IOERR; the host log gets the first one per queue
          * (a full disk would otherwise flood it), the rest at debug level. */

@@ -7,6 +7,16 @@
  * Backend errors become VIRTIO_BLK_S_IOERR for that request; the VM and the
  * other queues go on.  A chain that cannot be trusted sets NEEDS_RESET.
  *
+ * FLUSH is fdatasync on the image (IORING_OP_FSYNC with DATASYNC on
+ * io_uring), in every cache mode: O_DIRECT bypasses the page cache but not
+ * the disk's write cache nor the filesystem's metadata.  Its completion is
+ * written only after the sync returned, so it covers every write completed
+ * before the FLUSH was made available (what the virtio spec calls a stable
+ * write); writes still in flight are not ordered against it, as the spec
+ * allows.  Once a sync has failed, every later FLUSH fails too (as QEMU
+ * does): Linux marks the pages whose writeback failed clean, so a later
+ * fdatasync would succeed without them.
+ *
  * cache=none opens the image O_DIRECT, unless guest RAM cannot take O_DIRECT
  * (dmemfs: gm_backend_allows_odirect) or the filesystem refuses it; then the
  * disk uses buffered I/O and says so once.  A request O_DIRECT refuses
@@ -61,6 +71,7 @@ struct blk {
     int fd_buffered;             /* retry path for O_DIRECT EINVAL, or fd */
     bool direct;
     bool use_uring;
+    bool flush_failed;           /* a sync failed: every FLUSH fails (atomic) */
     struct blk_limits lim;
     struct virtio_blk_config vcfg;
     unsigned nq;
