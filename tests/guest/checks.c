@@ -18,6 +18,7 @@ static const struct check check_table[] = {
 	{ "mce", check_mce },
 	{ "mcebench", check_mcebench },
 	{ "blk", check_blk },
+	{ "blkcrash", check_blkcrash },
 	{ "net", check_net },
 };
 

@@ -52,6 +52,7 @@ check_fn check_triple;
 check_fn check_mce;
 check_fn check_mcebench;
 check_fn check_blk;
+check_fn check_blkcrash;
 check_fn check_net;
 
 /* Pieces that demo reuses. */
