@@ -17,7 +17,14 @@
 #        host: SIZE more RAM, reserved with memmap=SIZE$4G, the project's
 #        patched kvm.ko/kvm-amd.ko and dmemfs.ko loaded with that region;
 #        SIZE in whole GiB, e.g. 4G; see kernel-support/kernel-build),
-#        DVMM_NESTED_APPEND (more words for the nested kernel's command line).
+#        DVMM_NESTED_APPEND (more words for the nested kernel's command line),
+#        DVMM_NESTED_DEBUG=1 (nokaslr, and the kernel's /proc/kallsyms saved
+#        in the job directory, so a stall dump names the functions).
+# Every boot gets a QMP socket; when the watchdog finds the host stopped it
+# first records QEMU's view of each CPU (info cpus, info registers -a,
+# info lapic, three samples 1 s apart) in the job's stall-state.txt and
+# says on stderr where each CPU's RIP was.  One line per boot goes to
+# $DVMM_BUILD/nested/boots.log: the stall rate over many boots.
 # A nested host that stops (its kernel under TCG has been seen to stall for
 # good, idle or in a soft lockup, once in a few dozen boots) is killed and
 # the job run once more from the start, saying so on stderr; its output
@@ -187,12 +194,49 @@ _nested_env_script() {
     echo "export DVMM_NESTED_DEADLINE=$(( $(date +%s) + ${DVMM_NESTED_TIMEOUT:-1200} ))"
 }
 
+# _nested_dump JOB QMP: QEMU's view of a stopped nested host's CPUs, into
+# JOB/stall-state.txt, and one line per CPU on stderr.
+_nested_dump() {
+    local job=$1 qmp=$2 ks=() cmds=('info cpus' 'info registers -a') c lb
+    [ -S "$qmp" ] || return 0
+    for ((c = 0; c < ${DVMM_NESTED_CPUS:-2}; c++)); do
+        cmds+=("info lapic $c")
+    done
+    cmds+=('info irq')
+    if [ -s "$job/kallsyms" ]; then
+        ks=(--kallsyms "$job/kallsyms")
+        # Under nokaslr the kernel image is at physical (virtual - 2 GiB
+        # from the top): the printk text ring, which keeps what quiet
+        # kept off the console (soft lockups, RCU stalls, clocksource).
+        lb=$(awk '$3 == "__log_buf" { print $1; exit }' "$job/kallsyms")
+        [ -n "$lb" ] && cmds+=("pmemsave $(printf '0x%x' $((0x$lb - 0xffffffff80000000))) 131072 \"$job/log_buf.bin\"")
+    fi
+    timeout 60 python3 "$NESTED_LIB/qemu-qmp" "$qmp" "${ks[@]}" --samples 3 "${cmds[@]}" \
+        >"$job/stall-state.txt" 2>&1
+    {
+        echo "nested-run: QEMU's view of the stopped host (all of it in $job/stall-state.txt):"
+        grep -E '^(#### sample|-- CPU#|CPU#[0-9]+$|RIP=|EIP=|EFER=)' "$job/stall-state.txt" |
+            sed -n '/#### sample 3/,$p' | sed 's/^/  /'
+        if [ -s "$job/log_buf.bin" ]; then
+            echo "nested-run: the nested kernel's last log lines (printk ring, $job/log_buf.bin):"
+            strings -n 8 "$job/log_buf.bin" | tail -n 15 | sed 's/^/  /'
+        fi
+    } >&2
+}
+
+# _nested_log JOB ATTEMPT RESULT SECONDS: one line per boot in boots.log.
+_nested_log() {
+    printf '%s attempt=%s result=%s seconds=%s job=%s cmd=%s\n' "$(date -u +%FT%TZ)" "$2" "$3" "$4" \
+        "${1##*/}" "$(sed -n 's/^exec //p' "$1/cmd" 2>/dev/null | cut -c1-120)" \
+        >>"$NESTED_DIR/boots.log" 2>/dev/null
+}
+
 # _nested_watch JOB PID: wait for PID (the timeout wrapping QEMU) while the
 # job's heartbeat advances; kill it and return 1 when the heartbeat has not
 # changed for DVMM_NESTED_STALL seconds (boot counts: the first beat comes
 # only once the job starts).
 _nested_watch() {
-    local job=$1 pid=$2 beat last="" since=$SECONDS
+    local job=$1 pid=$2 qmp=${3:-} beat last="" since=$SECONDS
     while kill -0 "$pid" 2>/dev/null; do
         sleep 2
         beat=$(cat "$job/heartbeat" 2>/dev/null)
@@ -200,6 +244,7 @@ _nested_watch() {
             last=$beat since=$SECONDS
         elif [ $((SECONDS - since)) -ge "${DVMM_NESTED_STALL:-240}" ] &&
             [ ! -e "$job/status" ]; then
+            _nested_dump "$job" "$qmp"
             kill "$pid" 2>/dev/null
             return 1
         fi
@@ -222,7 +267,7 @@ nested_run() {
 # first attempt a stalled host returns 124 at once, its output dropped.
 _nested_attempt() {
     local attempt=$1 job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
-    local qmem dmem_append
+    local qmem dmem_append qmp debug_append="" t0=$SECONDS
     shift
     NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
     if [ -n "$(nested_unavailable_reason)" ]; then
@@ -265,21 +310,31 @@ _nested_attempt() {
         i=$((i + 1))
     done < <(_nested_rw_paths)
 
+    # QMP on a unix socket for the stall dump (sun_path holds 107 bytes).
+    qmp=$job/qmp.sock
+    [ "${#qmp}" -le 100 ] || qmp=$(mktemp -u "${TMPDIR:-/tmp}/dvmm-qmp.XXXXXX")
+    [ -n "${DVMM_NESTED_DEBUG:-}" ] && debug_append=" nokaslr dvmm.kallsyms=1"
+
     # la57 off: 4-level paging is what dvmm's users run, and TCG walks it faster.
     timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
         qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
         -M q35 -accel tcg -cpu max,la57=off \
         -smp "${DVMM_NESTED_CPUS:-2}" -m "$qmem" \
         -display none -monitor none -serial "file:$job/console.log" \
+        -qmp "unix:$qmp,server=on,wait=off" \
         -kernel "$LINUX_VMLINUZ" -initrd "$NESTED_INITRD" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append$debug_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         "${tags[@]}" \
         </dev/null >"$job/qemu.log" 2>&1 &
     qpid=$!
-    _nested_watch "$job" "$qpid" || NESTED_STALLED=1
+    _nested_watch "$job" "$qpid" "$qmp" || NESTED_STALLED=1
     wait "$qpid"
     qemu_rc=$?
+    rm -f "$qmp"
+    _nested_log "$job" "$attempt" \
+        "$([ -n "$NESTED_STALLED" ] && echo stalled || echo "status:$(cat "$job/status" 2>/dev/null || echo "none,qemu=$qemu_rc")")" \
+        $((SECONDS - t0))
 
     if [ -n "$NESTED_STALLED" ]; then
         NESTED_FAILURE="nested KVM host stopped: no heartbeat for ${DVMM_NESTED_STALL:-240} s"
