@@ -4,7 +4,8 @@
 #    `fuzz_control_tap --seeds DIR`); `make fuzz-control` runs only it, for
 #    FUZZ_TIME seconds.
 #  - $(BUILD)/tests/fuzz/fuzz_control_tap: the same target built with gcc
-#    and ASan/UBSan, run by `make test` as a short fixed-seed TAP pass.
+#    and ASan/UBSan, run by `make test` as a short fixed-seed TAP pass that
+#    also replays every input of tests/fuzz/corpus/control.
 # The libFuzzer build compiles the sources it tests itself, so they carry
 # clang's coverage instrumentation.
 
@@ -23,13 +24,20 @@ $(FUZZ_CONTROL): $(FUZZ_CONTROL_SRC) vmm/control.h vmm/mce.h vmm/log.h | $(DEPS_
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $(FUZZ_CONTROL_SRC) -ljson-c
 
-$(FUZZ_CONTROL_TAP): tests/fuzz/fuzz_control.c $(BUILD)/asan/libdvmm.a | $(DEPS_OK)
+$(FUZZ_CONTROL_TAP): tests/fuzz/fuzz_control.c tests/fuzz/control.mk $(BUILD)/asan/libdvmm.a | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) -DFUZZ_TAP_MAIN -o $@ $< \
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) -DFUZZ_TAP_MAIN \
+		-DFUZZ_CORPUS_DIR='"$(CURDIR)/tests/fuzz/corpus/control"' -o $@ $< \
 		$(BUILD)/asan/libdvmm.a $(LDLIBS)
 
 .PHONY: fuzz-control
 fuzz-control: $(FUZZ_CONTROL)
 	@mkdir -p $(BUILD)/fuzz/found-fuzz_control
-	$(FUZZ_CONTROL) -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	$(FUZZ_CONTROL) -max_total_time=$(FUZZ_TIME) $(if $(FUZZ_EXECS),-runs=$(FUZZ_EXECS)) \
+		-print_final_stats=1 -dict=tests/fuzz/control.dict \
 		$(BUILD)/fuzz/found-fuzz_control tests/fuzz/corpus/control
+
+FUZZ_COV_TARGETS        += control
+FUZZ_COV_control_SRC    := $(FUZZ_CONTROL_SRC)
+FUZZ_COV_control_FILES  := vmm/control.c
+FUZZ_COV_control_LIBS   := -ljson-c
