@@ -96,8 +96,18 @@ static void msix_update(struct msix *m, unsigned i)
     struct msix_vec *v = &m->v[i];
     struct vmif *vi = m->vmif;
 
-    if (msix_vec_masked(m, v))
+    if (msix_vec_masked(m, v)) {
+        /* A direct writer's message must wait, not reach the guest. */
+        if (v->direct && v->irqfd_bound && vi && vi->irqfd) {
+            int r = vi->irqfd(vi->opaque, v->gsi, v->fd, -1, false);
+            if (r < 0)
+                log_err("%s: msix vector %u: unbinding irqfd on gsi %d: %s",
+                        m->name, i, v->gsi, strerror(-r));
+            else
+                v->irqfd_bound = false;
+        }
         return;
+    }
     uint64_t addr = (uint64_t)v->addr_hi << 32 | v->addr_lo;
     if (!v->routed || v->r_addr != addr || v->r_data != v->data) {
         if (!vi || !vi->msi_route || !vi->irqfd) {
@@ -115,16 +125,18 @@ static void msix_update(struct msix *m, unsigned i)
                 v->routed = true;
                 v->r_addr = addr;
                 v->r_data = v->data;
-                if (!v->irqfd_bound) {
-                    r = vi->irqfd(vi->opaque, v->gsi, v->fd, -1, true);
-                    if (r < 0)
-                        log_err("%s: msix vector %u: irqfd on gsi %d: %s",
-                                m->name, i, v->gsi, strerror(-r));
-                    else
-                        v->irqfd_bound = true;
-                }
             }
         }
+    }
+    /* Bound again after a mask unbound it (direct writers): KVM delivers a
+     * message that waited in the eventfd. */
+    if (v->routed && !v->irqfd_bound && vi && vi->irqfd) {
+        int r = vi->irqfd(vi->opaque, v->gsi, v->fd, -1, true);
+        if (r < 0)
+            log_err("%s: msix vector %u: irqfd on gsi %d: %s",
+                    m->name, i, v->gsi, strerror(-r));
+        else
+            v->irqfd_bound = true;
     }
     if (v->pending) {
         v->pending = false;
@@ -239,4 +251,18 @@ int msix_notify(struct msix *m, unsigned vec)
 int msix_vector_fd(const struct msix *m, unsigned vec)
 {
     return vec < m->nvec ? m->v[vec].fd : -1;
+}
+
+void msix_set_direct(struct msix *m, unsigned vec, bool on)
+{
+    if (vec >= m->nvec)
+        return;
+    pthread_mutex_lock(&m->lock);
+    struct msix_vec *v = &m->v[vec];
+    if (on)
+        v->direct++;
+    else if (v->direct)
+        v->direct--;
+    msix_update(m, vec);
+    pthread_mutex_unlock(&m->lock);
 }

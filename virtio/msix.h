@@ -32,6 +32,7 @@ struct msix_vec {
     uint64_t r_addr;       /* what the GSI routes to now */
     uint32_t r_data;
     bool pending;
+    unsigned direct;       /* users writing fd themselves (msix_set_direct) */
 };
 
 struct msix {
@@ -74,7 +75,15 @@ bool msix_enabled(struct msix *m);
  * vectors (VIRTIO_MSI_NO_VECTOR) are ignored.  Returns 0 or -errno. */
 int msix_notify(struct msix *m, unsigned vec);
 /* The eventfd behind vector `vec`, for tests and benchmarks that play the
- * guest. */
+ * guest, and for msix_set_direct users. */
 int msix_vector_fd(const struct msix *m, unsigned vec);
+
+/* Someone else (vhost's call fd) writes vector `vec`'s eventfd directly;
+ * counted, so several queues may share a vector.  While such a vector is
+ * masked its irqfd is unbound, so a message waits in the eventfd and KVM
+ * delivers it when the vector is unmasked and the irqfd bound again (KVM
+ * checks the eventfd at bind time).  The PBA does not show such a waiting
+ * message.  Out-of-range vectors are ignored. */
+void msix_set_direct(struct msix *m, unsigned vec, bool on);
 
 #endif

@@ -783,6 +783,7 @@ void net_get_stats(struct net *n, struct net_stats *s)
     s->vhost = n->vhost != NULL;
     s->pairs = n->npairs;
     s->active = __atomic_load_n(&n->active, __ATOMIC_ACQUIRE);
+    s->irq_direct = n->vhost && vhost_net_direct_irq(n->vhost, 0, 0);
     for (unsigned i = 0; i < n->npairs; i++) {
         const struct net_pair *p = &n->pair[i];
         const uint64_t *src[2] = { &p->rx.packets, &p->tx.packets };

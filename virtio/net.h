@@ -147,6 +147,7 @@ void net_set_link(struct net *n, bool up);
 
 struct net_stats {
     bool link_up, vhost;
+    bool irq_direct;               /* vhost signals KVM itself: interrupts not counted */
     unsigned pairs, active;
     struct { struct net_qstats rx, tx; } q[CFG_NET_MAX_PAIRS];
     uint64_t drops[NET_DROP_NR];

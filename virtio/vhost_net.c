@@ -30,6 +30,7 @@ struct vhost_net {
     uint64_t features;           /* VHOST_GET_FEATURES */
     bool started;
     bool ring_on[CFG_NET_MAX_PAIRS][2];  /* programmed at start */
+    int direct[CFG_NET_MAX_PAIRS][2];    /* MSI-X vector vhost signals itself, or -1 */
     bool backend[CFG_NET_MAX_PAIRS];     /* SET_BACKEND = TAP fd now */
     unsigned active;
     bool link_up;
@@ -50,8 +51,10 @@ int vhost_net_open(struct vhost_net **out, struct net *n, char *err, size_t errl
     v->npairs = n->npairs;
     v->active = 1;
     v->link_up = true;
-    for (unsigned i = 0; i < CFG_NET_MAX_PAIRS; i++)
+    for (unsigned i = 0; i < CFG_NET_MAX_PAIRS; i++) {
         v->fd[i] = -1;
+        v->direct[i][0] = v->direct[i][1] = -1;
+    }
     for (unsigned i = 0; i < v->npairs; i++) {
         struct net_pair *p = &n->pair[i];
         uint64_t f;
@@ -179,7 +182,17 @@ static int vhost_ring(struct vhost_net *v, unsigned i, unsigned k)
     };
     struct vhost_vring_file kick = { .index = k, .fd = vp_kick_fd(&n->vp, q) };
     struct vhost_vring_file call = { .index = k, .fd = n->pair[i].call_fd[k] };
+    unsigned vec = n->vp.q[q].msix_vector;
     int r;
+
+    /* With MSI-X on, vhost writes the vector's irqfd eventfd itself (no
+     * hop through the worker); msix_set_direct keeps masking exact.
+     * Without it (INTx, or no vector) the worker relays. */
+    if (msix_enabled(&n->vp.msix) && vec < n->vp.msix.nvec) {
+        call.fd = msix_vector_fd(&n->vp.msix, vec);
+        msix_set_direct(&n->vp.msix, vec, true);
+        v->direct[i][k] = (int)vec;
+    }
 
     if ((r = vhost_ioctl(v, i, VHOST_SET_VRING_NUM, &num, "SET_VRING_NUM")) ||
         (r = vhost_ioctl(v, i, VHOST_SET_VRING_BASE, &base, "SET_VRING_BASE")) ||
@@ -200,6 +213,11 @@ static void vhost_unbind(struct vhost_net *v, unsigned i)
         ioctl(v->fd[i], VHOST_SET_VRING_KICK, &f);
         ioctl(v->fd[i], VHOST_SET_VRING_CALL, &f);
         v->ring_on[i][k] = false;
+    }
+    for (unsigned k = 0; k < 2; k++) {
+        if (v->direct[i][k] >= 0)
+            msix_set_direct(&v->net->vp.msix, (unsigned)v->direct[i][k], false);
+        v->direct[i][k] = -1;
     }
 }
 
@@ -243,6 +261,14 @@ void vhost_net_stop(struct vhost_net *v)
         vhost_unbind(v, i);
     }
     pthread_mutex_unlock(&v->lock);
+}
+
+bool vhost_net_direct_irq(struct vhost_net *v, unsigned pair, unsigned ring)
+{
+    pthread_mutex_lock(&v->lock);
+    bool d = pair < CFG_NET_MAX_PAIRS && ring < 2 && v->direct[pair][ring] >= 0;
+    pthread_mutex_unlock(&v->lock);
+    return d;
 }
 
 void vhost_net_set_active(struct vhost_net *v, unsigned pairs)

@@ -6,8 +6,11 @@
  *    (GPA, size, HVA);
  *  - rings: the addresses vq_init mapped, base index 0 (a fresh start);
  *  - kick: the queue's kick eventfd, the one KVM's ioeventfd writes;
- *  - call: an eventfd of ours per ring; the pair's worker relays it to the
- *    queue's interrupt, so MSI-X masking (pending bits) and INTx stay exact;
+ *  - call: with MSI-X enabled, the queue vector's own irqfd eventfd, so an
+ *    interrupt goes from vhost to KVM with no hop through dvmm
+ *    (msix_set_direct unbinds it while the vector is masked, so masking
+ *    stays exact); without MSI-X (INTx) an eventfd of ours that the pair's
+ *    worker relays;
  *  - features: vhost's VHOST_GET_FEATURES bounds the ring features offered
  *    (EVENT_IDX, INDIRECT_DESC, MRG_RXBUF); the negotiated ones go back with
  *    VHOST_SET_FEATURES; offloads are the TAP's (TUNSETOFFLOAD) as without
@@ -46,6 +49,10 @@ int vhost_net_start(struct vhost_net *v, uint64_t features);
 /* Reset: backends off (the kernel stops touching the rings), kick and
  * call unbound. */
 void vhost_net_stop(struct vhost_net *v);
+
+/* Whether vhost signals ring (0 RX, 1 TX) of pair straight into KVM (the
+ * worker then never sees those interrupts to count them). */
+bool vhost_net_direct_irq(struct vhost_net *v, unsigned pair, unsigned ring);
 
 /* Pairs in use, and the link: backends follow both. */
 void vhost_net_set_active(struct vhost_net *v, unsigned pairs);
