@@ -635,6 +635,11 @@ void blk_destroy(struct blk *b)
     if (b->fd_buffered < 0)
         return;
     vp_destroy(&b->vp);
+    /* Workers have drained: what the guest wrote reaches the image before
+     * dvmm lets go of it, as QEMU's exit flushes its drives. */
+    if (!b->cfg.readonly && fdatasync(b->fd_buffered) < 0)
+        log_warn("%s: fdatasync of %s at shutdown failed: %s", b->name, b->cfg.path,
+                 strerror(errno));
     for (unsigned i = 0; i < b->nq; i++) {
         close(b->q[i].stop_fd);
         free(b->q[i].reqs);

@@ -86,8 +86,8 @@ int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
              size_t errlen);
 /* VM reboot: back to power-on state (waits for in-flight I/O). */
 void blk_reset(struct blk *b);
-/* Stop workers (waiting for in-flight I/O), leave the bus, close the image.
- * Call before pci_destroy and gm_close. */
+/* Stop workers (waiting for in-flight I/O), leave the bus, sync and close
+ * the image.  Call before pci_destroy and gm_close. */
 void blk_destroy(struct blk *b);
 
 #endif

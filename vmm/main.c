@@ -268,7 +268,8 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
         goto out;
     }
     ret = vm_run(vm);
-    vm_destroy(vm);
+    /* dvmm exits next: the kernel frees the rest (vm_finish). */
+    vm_finish(vm);
     vm->t[VM_T_DONE] = vm_now_ns();
     if (c.opt.trace_startup)
         vm_print_trace(vm->t);

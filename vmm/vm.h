@@ -115,6 +115,10 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
  * process exit status. */
 int vm_run(struct vm *vm);
 void vm_destroy(struct vm *vm);
+/* The end of a run that is over for good: only what must happen before
+ * the process exits (disks drained and synced, TAPs given back); the rest
+ * is left to the kernel's exit.  Use vm_destroy for a VM that lives on. */
+void vm_finish(struct vm *vm);
 
 /* Called from vCPU/device context.  The first outcome wins. */
 void vm_request_exit(struct vm *vm, enum vm_outcome out, int status);
