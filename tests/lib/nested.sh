@@ -17,14 +17,15 @@
 #        host: SIZE more RAM, reserved with memmap=SIZE$4G, the project's
 #        patched kvm.ko/kvm-amd.ko and dmemfs.ko loaded with that region;
 #        SIZE in whole GiB, e.g. 4G; see kernel-support/kernel-build),
-#        DVMM_NESTED_APPEND (more words for the nested kernel's command line),
-#        DVMM_NESTED_DEBUG=1 (nokaslr, and the kernel's /proc/kallsyms saved
-#        in the job directory, so a stall dump names the functions).
+#        DVMM_NESTED_APPEND (more words for the nested kernel's command line).
 # Every boot gets a QMP socket; when the watchdog finds the host stopped it
 # first records QEMU's view of each CPU (info cpus, info registers -a,
-# info lapic, three samples 1 s apart) in the job's stall-state.txt and
-# says on stderr where each CPU's RIP was.  One line per boot goes to
-# $DVMM_BUILD/nested/boots.log: the stall rate over many boots.
+# info lapic, three samples 1 s apart, the top of each stack) and the
+# kernel's printk ring in the job directory (stall-state.txt,
+# log_buf.bin), and says on stderr where each CPU was.  The nested kernel
+# runs with nokaslr, and its first boot saves /proc/kallsyms next to the
+# initramfs, so those addresses get function names.  One line per boot goes
+# to $DVMM_BUILD/nested/boots.log: the stall rate over many boots.
 # A nested host that stops (its kernel under TCG has been seen to stall for
 # good, idle or in a soft lockup, once in a few dozen boots) is killed and
 # the job run once more from the start, saying so on stderr; its output
@@ -198,24 +199,25 @@ _nested_env_script() {
 # JOB/stall-state.txt, and one line per CPU on stderr.
 _nested_dump() {
     local job=$1 qmp=$2 ks=() cmds=('info cpus' 'info registers -a') c lb
+    local syms=${NESTED_INITRD%.cpio.gz}.kallsyms
     [ -S "$qmp" ] || return 0
     for ((c = 0; c < ${DVMM_NESTED_CPUS:-2}; c++)); do
         cmds+=("info lapic $c")
     done
     cmds+=('info irq')
-    if [ -s "$job/kallsyms" ]; then
-        ks=(--kallsyms "$job/kallsyms")
+    if [ -s "$syms" ]; then
+        ks=(--kallsyms "$syms" --stack 48)
         # Under nokaslr the kernel image is at physical (virtual - 2 GiB
         # from the top): the printk text ring, which keeps what quiet
         # kept off the console (soft lockups, RCU stalls, clocksource).
-        lb=$(awk '$3 == "__log_buf" { print $1; exit }' "$job/kallsyms")
+        lb=$(awk '$3 == "__log_buf" { print $1; exit }' "$syms")
         [ -n "$lb" ] && cmds+=("pmemsave $(printf '0x%x' $((0x$lb - 0xffffffff80000000))) 131072 \"$job/log_buf.bin\"")
     fi
     timeout 60 python3 "$NESTED_LIB/qemu-qmp" "$qmp" "${ks[@]}" --samples 3 "${cmds[@]}" \
         >"$job/stall-state.txt" 2>&1
     {
         echo "nested-run: QEMU's view of the stopped host (all of it in $job/stall-state.txt):"
-        grep -E '^(#### sample|-- CPU#|CPU#[0-9]+$|RIP=|EIP=|EFER=)' "$job/stall-state.txt" |
+        grep -E '^(#### sample|-- CPU#|CPU#[0-9]+$|RIP=|EIP=|== CPU#|--   )' "$job/stall-state.txt" |
             sed -n '/#### sample 3/,$p' | sed 's/^/  /'
         if [ -s "$job/log_buf.bin" ]; then
             echo "nested-run: the nested kernel's last log lines (printk ring, $job/log_buf.bin):"
@@ -267,7 +269,7 @@ nested_run() {
 # first attempt a stalled host returns 124 at once, its output dropped.
 _nested_attempt() {
     local attempt=$1 job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
-    local qmem dmem_append qmp debug_append="" t0=$SECONDS
+    local qmem dmem_append qmp syms_append="" t0=$SECONDS
     shift
     NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
     if [ -n "$(nested_unavailable_reason)" ]; then
@@ -313,7 +315,8 @@ _nested_attempt() {
     # QMP on a unix socket for the stall dump (sun_path holds 107 bytes).
     qmp=$job/qmp.sock
     [ "${#qmp}" -le 100 ] || qmp=$(mktemp -u "${TMPDIR:-/tmp}/dvmm-qmp.XXXXXX")
-    [ -n "${DVMM_NESTED_DEBUG:-}" ] && debug_append=" nokaslr dvmm.kallsyms=1"
+    # nokaslr: a stall dump's addresses match the saved kallsyms.
+    syms_append=" nokaslr dvmm.kallsyms=${NESTED_INITRD%.cpio.gz}.kallsyms"
 
     # la57 off: 4-level paging is what dvmm's users run, and TCG walks it faster.
     timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
@@ -323,7 +326,7 @@ _nested_attempt() {
         -display none -monitor none -serial "file:$job/console.log" \
         -qmp "unix:$qmp,server=on,wait=off" \
         -kernel "$LINUX_VMLINUZ" -initrd "$NESTED_INITRD" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append$debug_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append$syms_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         "${tags[@]}" \
         </dev/null >"$job/qemu.log" 2>&1 &
