@@ -217,6 +217,10 @@ static bool net_rx_pop(struct net_pair *p, struct vq *vq, size_t need, int *err,
            p->rx_niov + VQ_MAX_IOV <= NET_RX_IOV) {
         int r = vq_pop(vq, p->elem);
         if (r == 0) {
+            /* Buffers in hand: read with them, and let the driver post
+             * more without a kick each time. */
+            if (p->rx_nbuf && !p->rx_partial)
+                break;
             /* Ask for a kick, then look once more: buffers posted in
              * between would otherwise wait for the next kick. */
             if (!vq_enable_notify(vq)) {
