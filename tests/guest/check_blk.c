@@ -121,7 +121,7 @@ struct blk_state {
 };
 
 static struct blk_state blk;
-static struct blk_qmem blk_mem[VIO_MAX_QUEUES];
+static struct blk_qmem blk_mem[VIO_MAX_QUEUES] DEVMEM;
 
 static uint32_t blk_pattern(unsigned q, uint64_t sector, unsigned i)
 {
@@ -734,6 +734,7 @@ void check_blk(struct check_ctx *c)
 	bool ok = true;
 
 	memset(&blk, 0, sizeof(blk));
+	memset(blk_mem, 0, sizeof(blk_mem));
 	if (!blk_parse_opts(c, &blk.opt))
 		return;
 	/* 1042: modern-only; 1001: transitional (QEMU's default on pc), which

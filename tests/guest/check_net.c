@@ -124,7 +124,7 @@ struct net_state {
 };
 
 static struct net_state net;
-static struct net_qmem net_mem[NET_MAXP];
+static struct net_qmem net_mem[NET_MAXP] DEVMEM;
 static uint8_t ctrl_ring[3 * 4096] __attribute__((aligned(4096)));
 static uint8_t ctrl_buf[64] __attribute__((aligned(64)));
 
@@ -788,6 +788,7 @@ void check_net(struct check_ctx *c)
 	char why[160] = "";
 
 	memset(&net, 0, sizeof(net));
+	memset(net_mem, 0, sizeof(net_mem));
 	if (!net_parse_opts(c, &net.opt))
 		return;
 	if (!pci_find(0x1af4, 0x1041, 0, &f) && !pci_find(0x1af4, 0x1000, 0, &f)) {

@@ -11,6 +11,10 @@
 
 #include "bootinfo.h"
 
+/* A device check's rings and buffers: not cleared at boot (guest.ld's
+ * .devmem); the check that owns them clears them before use. */
+#define DEVMEM __attribute__((section(".bss.devmem")))
+
 enum check_status {
 	CHECK_PASS,
 	CHECK_FAIL,
