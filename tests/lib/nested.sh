@@ -140,7 +140,7 @@ nested_prepare() {
         export DVMM_NESTED_KDIR=$kdir
     fi
     # The cache key covers everything that goes into the image.
-    key=$( { cat "$NESTED_LIB/nested-init"; echo "$LINUX_KVER"; echo "$mods";
+    key=$( { cat "$NESTED_LIB/nested-init" "$NESTED_LIB/kvm-keeper.c"; echo "$LINUX_KVER"; echo "$mods";
              [ -n "$kdir" ] && sha256sum "$kdir"/*.ko
              sha256sum /bin/busybox; } | sha256sum | cut -c1-12)
     NESTED_INITRD=$NESTED_DIR/initramfs-$LINUX_KVER-$key.cpio.gz
@@ -151,6 +151,13 @@ nested_prepare() {
     cp /bin/busybox "$stage/bin/busybox" &&
         cp "$NESTED_LIB/nested-init" "$stage/init" &&
         chmod 755 "$stage/init" || { rm -rf "$stage"; return 1; }
+    # Static: the initramfs has no libc.  Why it exists: kvm-keeper.c.
+    if ! ${CC:-gcc} -std=gnu11 -O2 -Wall -Wextra -Werror -static \
+            -o "$stage/bin/kvm-keeper" "$NESTED_LIB/kvm-keeper.c" >&2; then
+        echo "nested: cannot build tests/lib/kvm-keeper.c (gcc -static needs libc6-dev)" >&2
+        rm -rf "$stage"
+        return 1
+    fi
     for m in $mods; do
         cp "$m" "$stage/modules/" || { rm -rf "$stage"; return 1; }
         basename "$m" >>"$stage/modules/order"
