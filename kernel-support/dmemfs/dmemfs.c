@@ -110,32 +110,37 @@ static inline unsigned long dpage_size(void)
 	return 1UL << pool.dpage_shift;
 }
 
-static phys_addr_t dpage_phys(unsigned long nr)
+/* The region holding global dpage nr, and the dpage's byte offset in it. */
+static struct dmem_region *dpage_region(unsigned long nr, size_t *off)
 {
 	unsigned int i;
 
 	for (i = 0; i < pool.nr_regions; i++) {
 		unsigned long n = pool.regions[i].size >> pool.dpage_shift;
 
-		if (nr < n)
-			return pool.regions[i].start + ((phys_addr_t)nr << pool.dpage_shift);
+		if (nr < n) {
+			*off = (size_t)nr << pool.dpage_shift;
+			return &pool.regions[i];
+		}
 		nr -= n;
 	}
-	return 0;
+	return NULL;
+}
+
+static phys_addr_t dpage_phys(unsigned long nr)
+{
+	size_t off;
+	struct dmem_region *r = dpage_region(nr, &off);
+
+	return r ? r->start + off : 0;
 }
 
 static void *dpage_kaddr(unsigned long nr)
 {
-	unsigned int i;
+	size_t off;
+	struct dmem_region *r = dpage_region(nr, &off);
 
-	for (i = 0; i < pool.nr_regions; i++) {
-		unsigned long n = pool.regions[i].size >> pool.dpage_shift;
-
-		if (nr < n)
-			return pool.regions[i].kaddr + ((size_t)nr << pool.dpage_shift);
-		nr -= n;
-	}
-	return NULL;
+	return r ? r->kaddr + off : NULL;
 }
 
 /* The global dpage number holding phys, or -1 when phys is not dmem. */

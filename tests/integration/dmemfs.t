@@ -287,15 +287,7 @@ timeout --kill-after=10 "$((WAIT_S * 3))" "$DT_DVMM" run "$DT_OUT/$name.ini" \
 M_PID=$! M_RC=
 
 # dm_step DESCRIPTION REGEX: ok when the console gets a matching line.
-dm_step() {
-    if bg_wait_line "$M_PID" M_RC "$M_CON" "$2" "$WAIT_S"; then
-        tap_ok "$1"
-        grep -E -- "$2" "$M_CON" | head -n 1 | tap_diag -
-    else
-        tap_not_ok "$1" "no console line /$2/ within $WAIT_S s (dvmm exit: ${M_RC:-running})" \
-            "console:" "$(tail -n 15 "$M_CON")" "stderr:" "$(tail -n 10 "$M_ERR")"
-    fi
-}
+dm_step() { bg_step "$1" "$M_PID" M_RC "$M_CON" "$M_ERR" "$2" "$WAIT_S"; }
 # dm_logged DESCRIPTION JQ: the MCE log has a line satisfying JQ.
 dm_logged() {
     if jq -e -s "any(.[]; $2)" "$M_LOG" >/dev/null 2>&1; then

@@ -120,15 +120,7 @@ jq_ok() {
 }
 
 # step_ok DESCRIPTION REGEX: ok when the console gets a matching line.
-step_ok() {
-    if wait_for "$2"; then
-        tap_ok "$1"
-        grep -E -- "$2" "$M_CON" | head -n 2 | tap_diag -
-    else
-        tap_not_ok "$1" "no console line /$2/ within ${WAIT_S}s (dvmm exit: ${M_RC:-running})" \
-            "console:" "$(tail -n 15 "$M_CON")" "stderr:" "$(tail -n 10 "$M_ERR")"
-    fi
-}
+step_ok() { bg_step "$1" "$M_PID" M_RC "$M_CON" "$M_ERR" "$2" "$WAIT_S"; }
 
 mce_stop() {
     mce_alive && { ctl quit; wait_exit; }

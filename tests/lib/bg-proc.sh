@@ -36,3 +36,19 @@ bg_wait_exit() {
     done
     return 1
 }
+
+# bg_step DESCRIPTION PID RCVAR CONSOLE STDERR REGEX SECONDS: one TAP point
+# (tap.sh): ok once CONSOLE has a line matching REGEX (the first two shown
+# as diagnostics); not ok when PID ends without one or SECONDS pass, with
+# the ends of CONSOLE and STDERR.
+bg_step() {
+    local desc=$1 pid=$2 rcvar=$3 con=$4 err=$5 re=$6 secs=$7
+    local -n bg_step_rc_=$rcvar
+    if bg_wait_line "$pid" "$rcvar" "$con" "$re" "$secs"; then
+        tap_ok "$desc"
+        grep -E -- "$re" "$con" | head -n 2 | tap_diag -
+    else
+        tap_not_ok "$desc" "no console line /$re/ within ${secs}s (exit status: ${bg_step_rc_:-running})" \
+            "console:" "$(tail -n 15 "$con")" "stderr:" "$(tail -n 10 "$err")"
+    fi
+}
