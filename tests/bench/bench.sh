@@ -1,20 +1,25 @@
 #!/bin/bash
-# `make bench` driver: start-up (tests/bench/startup.sh) and VMM memory
-# (tests/bench/vmm-memory.sh), dvmm against QEMU on the same guest, into
+# `make bench` driver: start-up (tests/bench/startup.sh), VMM memory
+# (tests/bench/vmm-memory.sh) and Linux boot to /init
+# (tests/bench/linux-boot.sh), dvmm against QEMU on the same guest, into
 # $DVMM_BUILD/bench/report.md.
 #
-# Both need /dev/kvm.  Where it is usable they run here; otherwise the whole
+# All need /dev/kvm.  Where it is usable they run here; otherwise the whole
 # benchmark runs inside ONE boot of the nested KVM host (tests/lib/nested.sh),
-# so dvmm and QEMU are measured under the same conditions.  Numbers never
-# fail the benchmark: exit 1 only when it could not run at all.
+# so dvmm and QEMU are measured under the same conditions.  The Linux boot
+# needs a /dev/kvm that runs a stock kernel: on a PVM one it takes its own
+# boot of the nested host.  Numbers never fail the benchmark: exit 1 only
+# when it could not run at all.
 #
 # Options: --bins "PATH..." lists other engineers' benchmark binaries
 # (make's BENCH_BINS) in the report; --run-bins also runs them through their
 # `make bench-NAME` targets (they need no KVM, so they run here, outside the
 # nested host).  Knobs, DVMM_* so that the nested host sees them:
 # DVMM_BENCH_RUNS (20), DVMM_BENCH_MEM_RUNS (3), DVMM_BENCH_STARTUP_MEM
-# (256M), DVMM_BENCH_RUN_TIMEOUT (180 s per run), DVMM_BENCH_QEMU, and
-# DVMM_NESTED_TIMEOUT (3600 s here: ~80 VMM runs at seconds each under TCG).
+# (256M), DVMM_BENCH_RUN_TIMEOUT (180 s per run), DVMM_BENCH_QEMU,
+# DVMM_BENCH_LINUX_RUNS (3; the other DVMM_BENCH_LINUX_* knobs are in
+# linux-boot.sh) and DVMM_NESTED_TIMEOUT (3600 s here: ~80 VMM runs at
+# seconds each and a dozen Linux boots at half a minute under TCG).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/bench-lib.sh"
@@ -36,9 +41,11 @@ REPORT=$BENCH_OUT/report.md
 measure() {
     local rc=0 started
     started=$(date -u '+%Y-%m-%d %H:%M UTC')
-    rm -f "$BENCH_OUT/startup.md" "$BENCH_OUT/vmm-memory.md"
+    rm -f "$BENCH_OUT/startup.md" "$BENCH_OUT/vmm-memory.md" "$BENCH_OUT/linux-boot.md"
     "$here/startup.sh" || rc=1
     "$here/vmm-memory.sh" || rc=1
+    # Goes to the nested host by itself where this /dev/kvm is PVM's.
+    "$here/linux-boot.sh" || rc=1
     {
         echo "# dvmm benchmarks"
         echo
@@ -47,7 +54,7 @@ measure() {
         [ -n "${DVMM_BENCH_OUTER:-}" ] && echo "- outer host: $DVMM_BENCH_OUTER"
         bench_machine | sed 's/^/- /'
         echo
-        for part in startup vmm-memory; do
+        for part in startup vmm-memory linux-boot; do
             if [ -f "$BENCH_OUT/$part.md" ]; then
                 cat "$BENCH_OUT/$part.md"
             else
@@ -73,6 +80,9 @@ else
         exit 1
     fi
     rm -f "$REPORT"
+    # The Linux boot's initramfs is built here, on the fast side.
+    "$BENCH_REPO/tests/linux/smoke-initramfs.sh" >/dev/null ||
+        echo "bench: cannot build the smoke initramfs; the Linux boot part will say so" >&2
     echo "bench: no usable /dev/kvm here; running the whole benchmark in one boot of the nested KVM host (QEMU TCG + nested SVM; slow)" >&2
     DVMM_NESTED_TIMEOUT=${DVMM_NESTED_TIMEOUT:-3600} DVMM_BENCH_OUTER="$(nproc) CPU(s) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r), no usable /dev/kvm ($( [ -d /sys/module/kvm_pvm ] && echo 'kvm_pvm loaded but not bound' || echo 'no KVM')); the numbers below were taken in a nested KVM host booted on it under QEMU TCG" \
         nested_run "$here/bench.sh" --inner
