@@ -68,6 +68,10 @@
 /* Bounds in TSC cycles, generous: nested virtualisation is slow. */
 #define REQ_WAIT_CYCLES		200000000000ULL
 #define JOB_WAIT_CYCLES		2000000000000ULL
+/* An AP that reported in takes its job at once: tens of seconds is
+ * generous, and shorter than the harness's timeout, so a missing AP is a
+ * failure that says so rather than a killed VM. */
+#define AP_JOIN_CYCLES		60000000000ULL
 #define RESET_SETTLE_TICKS	8
 #define DRAIN_TICKS		64
 
@@ -718,8 +722,10 @@ static unsigned blk_start_cpus(struct check_ctx *c, uint32_t *cpus)
 		return 1;
 	}
 	/* Each AP registers after smp_run saw it report in. */
-	for (uint64_t start = rdtsc(); blk.naps + 1 < st.up && rdtsc() - start < JOB_WAIT_CYCLES;)
+	for (uint64_t start = rdtsc(); blk.naps + 1 < st.up && rdtsc() - start < AP_JOIN_CYCLES;)
 		cpu_relax();
+	if (blk.naps + 1 < st.up)
+		check_fail(c, "%u AP(s) came up but only %u took a blk job", st.up - 1, blk.naps);
 	for (unsigned i = 0; i < blk.naps && n < MAX_CPUS; i++)
 		cpus[n++] = blk.jobs[i].apic_id;
 	return n;

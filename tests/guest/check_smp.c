@@ -327,15 +327,21 @@ void check_smp(struct check_ctx *c)
 void smp_ap_main(unsigned slot)
 {
 	uint32_t a, b, cx, d, one = 1;
+	smp_ap_fn *work;
 
 	(void)slot;	/* the stack it selected is all it is needed for */
 	idt_load();
 	cpuid(1, &a, &b, &cx, &d);
 	ap_last_id = b >> 24;
+	/* Take the work before reporting in: once the count moves, smp_run
+	 * returns and its caller clears ap_work, maybe before this AP (its
+	 * vCPU thread preempted on a busy host) reads it, which left it
+	 * halted and the BSP waiting for it (blk.t, 1 run in 200). */
+	work = ap_work;
 	/* The store above is visible before the count moves (x86 orders
 	 * stores); the BSP starts APs one at a time and waits for the count. */
 	__asm__ volatile("lock xaddl %0, %1" : "+r"(one), "+m"(ap_reported) : : "memory");
-	if (ap_work)
-		ap_work();
+	if (work)
+		work();
 	cpu_halt_forever();
 }

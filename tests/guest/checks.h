@@ -76,7 +76,8 @@ struct smp_stats {
 void smp_run(struct check_ctx *c, struct smp_stats *st);
 /* When set before smp_run(), each AP calls fn on its own stack after it
  * reports in, instead of halting (blk drives a queue from every vCPU).  fn
- * must not return.  NULL restores halting. */
+ * must not return.  NULL restores halting; an AP reads the pointer before
+ * it reports in, so clearing it once smp_run() returns is safe. */
 typedef void smp_ap_fn(void);
 void smp_set_ap_work(smp_ap_fn *fn);
 
