@@ -7,7 +7,17 @@
 #define ST_OBF     0x01   /* output buffer full */
 #define ST_SYS     0x04   /* system flag, set after self-test */
 #define ST_CMD     0x08   /* last write was to the command port */
+#define ST_UNLOCK  0x10   /* keyboard not inhibited (no keylock) */
 #define CB_KBD_INT 0x01
+
+/* There is no AUX (mouse) port.  Linux's probe (i8042_check_aux) learns
+ * that in two quick steps when the controller answers at once: the AUX
+ * loopback byte comes back as keyboard data (no AUX bit in the status), and
+ * the AUX interface test reports its clock line stuck high, as an open
+ * line with its pull-up reads.  Left unanswered, the loopback costs a
+ * 0.5 s timeout and the IRQ test another 250 ms: about 2 s of a Linux boot
+ * in the nested KVM host, where each status poll is an exit. */
+#define AUX_TEST_CLOCK_HIGH 0x02
 
 static void i8042_push(struct i8042 *k, uint8_t v, bool kbd)
 {
@@ -46,7 +56,7 @@ static void i8042_command(struct i8042 *k, uint8_t cmd)
     case 0xad: k->cmd_byte |= 0x10; break;   /* disable keyboard */
     case 0xae: k->cmd_byte &= (uint8_t)~0x10; break;
     case 0xa9:                      /* aux interface test: no aux port */
-        i8042_push(k, 0xff, false);
+        i8042_push(k, AUX_TEST_CLOCK_HIGH, false);
         break;
     case 0xaa:                      /* controller self-test */
         k->self_tested = true;
@@ -79,7 +89,9 @@ static void i8042_data(struct i8042 *k, uint8_t v)
     case 0xd2:
         i8042_push(k, v, true);
         return;
-    case 0xd3:
+    case 0xd3:                      /* aux loopback: no aux port, so the */
+        i8042_push(k, v, false);    /* byte comes back as keyboard data */
+        return;
     case 0xd4:
         return;                     /* no aux device behind the port */
     default:
@@ -119,7 +131,7 @@ void i8042_io(void *dev, uint64_t off, uint8_t *data, unsigned len, bool is_writ
         if (is_write)
             i8042_command(k, data[0]);
         else
-            data[0] = (uint8_t)((k->out_count ? ST_OBF : 0) |
+            data[0] = (uint8_t)((k->out_count ? ST_OBF : 0) | ST_UNLOCK |
                                 (k->self_tested ? ST_SYS : 0) |
                                 (k->pending_cmd ? ST_CMD : 0));
     }
