@@ -326,6 +326,9 @@ _nested_attempt() {
     syms_append=" nokaslr dvmm.kallsyms=${NESTED_INITRD%.cpio.gz}.kallsyms"
 
     # la57 off: 4-level paging is what dvmm's users run, and TCG walks it faster.
+    # no_timer_check: the kernel's early check that the IO-APIC timer ticks
+    # gives up after a few ms; on a loaded machine TCG can miss that window,
+    # and the kernel panics ("IO-APIC + timer doesn't work!") before the job.
     timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
         qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
         -M q35 -accel tcg -cpu max,la57=off \
@@ -333,7 +336,7 @@ _nested_attempt() {
         -display none -monitor none -serial "file:$job/console.log" \
         -qmp "unix:$qmp,server=on,wait=off" \
         -kernel "$LINUX_VMLINUZ" -initrd "$NESTED_INITRD" \
-        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append$syms_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
+        -append "console=ttyS0 quiet loglevel=3 panic=-1 mitigations=off no_timer_check rdinit=/init dvmm.job=$job dvmm.rw=$rwlist$dmem_append$syms_append${DVMM_NESTED_APPEND:+ $DVMM_NESTED_APPEND}" \
         -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap" \
         "${tags[@]}" \
         </dev/null >"$job/qemu.log" 2>&1 &
