@@ -266,8 +266,14 @@ nested_run() {
     for attempt in 1 2; do
         _nested_attempt "$attempt" "$@"
         rc=$?
-        [ -n "$NESTED_STALLED" ] && [ "$attempt" -eq 1 ] || break
-        echo "nested-run: the nested host stopped (no heartbeat for ${DVMM_NESTED_STALL:-240} s); running the job again from the start" >&2
+        [ "$attempt" -eq 1 ] || break
+        if [ -n "$NESTED_STALLED" ]; then
+            echo "nested-run: the nested host stopped (no heartbeat for ${DVMM_NESTED_STALL:-240} s); running the job again from the start" >&2
+        elif [ -n "$NESTED_NOSTART" ]; then
+            echo "nested-run: the nested host ended before the job started; booting it again" >&2
+        else
+            break
+        fi
     done
     return "$rc"
 }
@@ -278,7 +284,7 @@ _nested_attempt() {
     local attempt=$1 job rc cwd rwlist="" tags=() path i=0 qemu_rc status qpid
     local qmem dmem_append qmp syms_append="" t0=$SECONDS
     shift
-    NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED=""
+    NESTED_FAILURE="" NESTED_FAILURE_LOG="" NESTED_OUT_BYTES=0 NESTED_STALLED="" NESTED_NOSTART=""
     if [ -n "$(nested_unavailable_reason)" ]; then
         NESTED_FAILURE=$(nested_unavailable_reason)
         echo "nested-run: $NESTED_FAILURE" >&2
@@ -372,6 +378,10 @@ _nested_attempt() {
     elif [ -z "$status" ]; then
         NESTED_FAILURE="nested KVM host ended without running the job (qemu exit $qemu_rc)"
         rc=125
+        # Its kernel or /init gave up before the job's first heartbeat
+        # (a boot-time panic): the harness's failure, not the job's, and
+        # the job never ran, so a second boot is safe.
+        [ -e "$job/heartbeat" ] || NESTED_NOSTART=1
     else
         rc=$status
     fi
