@@ -13,6 +13,7 @@
  * check the guest lost fails the run rather than skewing the figures.
  *
  * Usage: mce-latency [-n N] DVMM GUEST_ELF WORKDIR   (needs /dev/kvm) */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -33,11 +34,12 @@
 #define ACK_BYTE     0x06
 #define READY_TEXT   "# mcebench: ready"
 #define DONE_TEXT    "# mcebench: "
-#define WAIT_MS      120000
+#define WAIT_MS      120000     /* MCE_LATENCY_WAIT_S overrides (seconds) */
 
 struct bench {
     const char *dvmm, *guest, *dir;
     unsigned n;
+    int wait_ms;
     char sock[256], log[512], ini[512];
     pid_t pid;
     int con;                    /* dvmm's stdout = the guest console */
@@ -80,7 +82,7 @@ static int con_wait(struct bench *b, int want, const char *text, char *got, size
         char c;
         ssize_t r;
 
-        int pr = poll(&p, 1, WAIT_MS);
+        int pr = poll(&p, 1, b->wait_ms);
 
         if (pr == 0)
             return -ETIMEDOUT;
@@ -169,6 +171,63 @@ static int bench_start(struct bench *b)
     return con_wait(b, -1, READY_TEXT, NULL, 0);
 }
 
+/* After a lost acknowledgement, before dvmm is stopped: is the vCPU still
+ * running the guest?  Twice, 2 s apart, to stderr: the vCPUs' exit counts
+ * (from `status`) and each dvmm thread's scheduler state and CPU time.  A
+ * vCPU thread in R whose time grows with no new exits is a guest spinning
+ * in place; one whose time stands still did not run at all. */
+static void bench_diagnose(const struct bench *b)
+{
+    for (int k = 0; k < 2; k++) {
+        char err[256], path[64];
+        int e = 0;
+        json_object *req = ctl_client_request("status", 0, NULL, err, sizeof(err));
+        json_object *rep = req ? ctl_client_call(b->sock, req, &e, err, sizeof(err)) : NULL;
+        json_object *v;
+        DIR *d;
+        struct dirent *de;
+
+        if (rep && json_object_object_get_ex(rep, "vcpus", &v))
+            fprintf(stderr, "mce-latency: diagnose %d: vcpus %s\n", k,
+                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+        else
+            fprintf(stderr, "mce-latency: diagnose %d: status: %s\n", k, rep ? "no vcpus" : err);
+        json_object_put(rep);
+        json_object_put(req);
+        snprintf(path, sizeof(path), "/proc/%d/task", (int)b->pid);
+        if ((d = opendir(path))) {
+            while ((de = readdir(d))) {
+                char f[384], line[512];
+                FILE *fp;
+
+                if (de->d_name[0] == '.')
+                    continue;
+                snprintf(f, sizeof(f), "%s/%s/stat", path, de->d_name);
+                if (!(fp = fopen(f, "r")))
+                    continue;
+                if (fgets(line, sizeof(line), fp)) {
+                    /* comm, then state; utime and stime are fields 14-15. */
+                    char *r = strrchr(line, ')');
+                    char st = r && r[1] ? r[2] : '?';
+                    unsigned long ut = 0, stime = 0;
+
+                    if (r)
+                        sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                               &ut, &stime);
+                    fprintf(stderr, "mce-latency: diagnose %d: thread %s %.*s state %c "
+                            "utime %lu stime %lu\n", k, de->d_name,
+                            r ? (int)(r - strchr(line, '(') - 1) : 0,
+                            r ? strchr(line, '(') + 1 : "", st, ut, stime);
+                }
+                fclose(fp);
+            }
+            closedir(d);
+        }
+        if (!k)
+            sleep(2);
+    }
+}
+
 static int bench_inject(struct bench *b, unsigned i)
 {
     char *args[] = { "gpa=" VICTIM_GPA, "kind=ar", "vcpu=0" };
@@ -200,9 +259,11 @@ static int bench_inject(struct bench *b, unsigned i)
     json_object_put(rep);
     ret = con_wait(b, ACK_BYTE, NULL, NULL, 0);
     b->port[i] = now_ns();
-    if (ret < 0)
+    if (ret < 0) {
         fprintf(stderr, "mce-latency: no acknowledgement for injection %u: %s\n", i,
                 strerror(-ret));
+        bench_diagnose(b);
+    }
     return ret;
 }
 
@@ -247,7 +308,7 @@ static void report(const char *what, uint64_t *v, unsigned n)
 
 int main(int argc, char **argv)
 {
-    struct bench b = { .n = 1000, .con = -1, .pid = -1 };
+    struct bench b = { .n = 1000, .con = -1, .pid = -1, .wait_ms = WAIT_MS };
     uint64_t *to_set, *to_port;
     double ref;
     int opt, ret = 0, status;
@@ -284,6 +345,8 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    if (getenv("MCE_LATENCY_WAIT_S") && atoi(getenv("MCE_LATENCY_WAIT_S")) > 0)
+        b.wait_ms = atoi(getenv("MCE_LATENCY_WAIT_S")) * 1000;
 
     ret = bench_start(&b);
     if (ret < 0) {
