@@ -88,10 +88,10 @@ for engine in io_uring threads; do
         crash_ini "$name" "$engine" "$cache" "blkcrash_nonce=0x$(printf %x $((SEED + 2))) blkcrash_batches=10"
         run_with_timeout "$DT_TIMEOUT" "$DT_DVMM" run -v "$DT_OUT/$name.ini" >/dev/null 2>"$DT_OUT/$name.err" </dev/null
         DT_RC=$?
-        mode=$(grep -o 'virtio-blk\.0: .*' "$DT_OUT/$name.err" | head -n 1)
+        mode=$(grep -Eo 'queue\(s\) of [0-9]+, [^,]+, .*engine [a-z_]+' "$DT_OUT/$name.err" | head -n 1)
         want=$([ "$cache" = none ] && echo O_DIRECT || echo buffered)
         if [ "$DT_RC" -eq 0 ] && grep -q "^ok 1 - blkcrash" "$DT_OUT/$name.out" &&
-            [[ "$mode" == *", $want,"*", engine $engine,"* ]]; then
+            [[ "$mode" == *", $want,"*"engine $engine" ]]; then
             tap_ok "$engine, cache=$cache: 10 batches clean, the disk is $want with engine $engine"
         elif [ "$DT_RC" -eq 0 ] && [ "$cache" = none ] && grep -q "refuses O_DIRECT" "$DT_OUT/$name.err"; then
             # tmpfs before Linux 6.6 (the nested host's /tmp): the runs
