@@ -3,8 +3,9 @@
 # initramfs's /init on the console, Debian's stock kernel and the smoke
 # initramfs (tests/linux/smoke-initramfs.sh: its /init prints
 # DVMM-LINUX-BOOTED cpus=N, then resets), dvmm against QEMU -M microvm and
-# -M pc with the same kernel, initramfs, command line, vCPUs and RAM, the
-# three taken in turn so that load on the machine hits all alike.  The VMM
+# -M pc with the same kernel, initramfs, command line, vCPUs and RAM (and
+# microvm with its RTC on: see below), taken in turn so that load on the
+# machine hits all alike.  The VMM
 # is stopped (SIGTERM) once the line is seen: what is timed is the boot to
 # /init, not the reset (which QEMU microvm, having no reset device a
 # `reboot=k` kernel uses, would turn into a second boot).
@@ -75,7 +76,13 @@ declare -A CMD
 CMD[dvmm]="$BENCH_DVMM run $work/linux.ini"
 CMD[qemu-microvm]="$BENCH_QEMU -M microvm $qcommon"
 CMD[qemu-pc]="$BENCH_QEMU -M pc $qcommon"
-ALL=(dvmm qemu-microvm qemu-pc)
+# QEMU 7.2's microvm has no RTC under KVM unless asked (rtc=auto), and
+# Linux's rtc_cmos then spends seconds of the nested boot deciding the CMOS
+# is "broken or not accessible"; dvmm has an RTC.  This row is microvm with
+# the RTC, for the comparison device for device; the goal stays against the
+# default microvm.
+CMD[qemu-microvm-rtc]="$BENCH_QEMU -M microvm,rtc=on $qcommon"
+ALL=(dvmm qemu-microvm qemu-microvm-rtc qemu-pc)
 
 # run_one VMM N: one boot; appends ms to $work/VMM.ms and the marker line
 # to VMM.marker, or a failure line to VMM.fail.  The console goes through a
@@ -125,7 +132,11 @@ for vmm in "${ALL[@]}"; do
     MED[$vmm]=$(bench_median <"$work/$vmm.ms")
 done
 ratio_micro=$(bench_ratio "${MED[dvmm]}" "${MED[qemu-microvm]}")
+ratio_rtc=$(bench_ratio "${MED[dvmm]}" "${MED[qemu-microvm-rtc]}")
 ratio_pc=$(bench_ratio "${MED[dvmm]}" "${MED[qemu-pc]}")
+# Load from other work only ever adds time: the fastest boots are the
+# steadier comparison on a shared machine.
+ratio_min=$(bench_ratio "$(bench_min <"$work/dvmm.ms")" "$(bench_min <"$work/qemu-microvm.ms")")
 goal=$(awk -v r="$ratio_micro" 'BEGIN {
     if (r == "-") print "not measured"; else if (r <= 0.5) print "met"; else print "not met" }')
 
@@ -151,13 +162,14 @@ mkdir -p "$BENCH_OUT" || exit 1
             "$(sort -u "$work/$vmm.markers" | sed "s/^$MARKER //" | head -n 1)"
     done
     echo
-    echo "**dvmm / QEMU microvm = $ratio_micro** (goal ≤ 0.5: $goal); dvmm / QEMU pc = $ratio_pc."
+    echo "**dvmm / QEMU microvm = $ratio_micro** (medians; goal ≤ 0.5: $goal); of the fastest boots: $ratio_min; dvmm / QEMU microvm with rtc=on = $ratio_rtc; dvmm / QEMU pc = $ratio_pc."
     echo
     echo "Commands (stdin /dev/null, console through a FIFO to \`grep -m1 $MARKER\`):"
     echo
     echo '```'
     echo "${CMD[dvmm]}"
     echo "${CMD[qemu-microvm]} -append \"$CMDLINE\""
+    echo "${CMD[qemu-microvm-rtc]} -append \"$CMDLINE\""
     echo "${CMD[qemu-pc]} -append \"$CMDLINE\""
     echo '```'
     echo
@@ -175,5 +187,5 @@ mkdir -p "$BENCH_OUT" || exit 1
         fi
     done
 } >"$BENCH_OUT/linux-boot.md"
-echo "linux-boot: dvmm ${MED[dvmm]} ms, QEMU microvm ${MED[qemu-microvm]} ms, QEMU pc ${MED[qemu-pc]} ms: dvmm / microvm = $ratio_micro" >&2
+echo "linux-boot: dvmm ${MED[dvmm]} ms, QEMU microvm ${MED[qemu-microvm]} ms (rtc=on ${MED[qemu-microvm-rtc]} ms), QEMU pc ${MED[qemu-pc]} ms: dvmm / microvm = $ratio_micro" >&2
 echo "linux-boot: wrote $BENCH_OUT/linux-boot.md" >&2
