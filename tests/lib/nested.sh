@@ -11,7 +11,8 @@
 # Knobs: DVMM_NESTED_MEM (default 8G), DVMM_NESTED_CPUS (2),
 #        DVMM_NESTED_TIMEOUT (seconds, default 1200), DVMM_NESTED_STALL
 #        (seconds without a heartbeat that count as a stopped nested host,
-#        default 240), DVMM_NESTED_MODULES (extra modules to load),
+#        default 240; DVMM_NESTED_BOOT_STALL, default 300, before the
+#        job's first heartbeat), DVMM_NESTED_MODULES (extra modules to load),
 #        DVMM_NESTED_KEEP=1 (keep the job directory), DVMM_NESTED_DISABLE=1
 #        (never use it: KVM tests skip), DVMM_NESTED_DMEM=SIZE (a dmemfs
 #        host: SIZE more RAM, reserved with memmap=SIZE$4G, the project's
@@ -240,18 +241,24 @@ _nested_log() {
         >>"$NESTED_DIR/boots.log" 2>/dev/null
 }
 
-# _nested_watch JOB PID: wait for PID (the timeout wrapping QEMU) while the
-# job's heartbeat advances; kill it and return 1 when the heartbeat has not
-# changed for DVMM_NESTED_STALL seconds (boot counts: the first beat comes
-# only once the job starts).
+# _nested_watch JOB PID [QMP]: wait for PID (the timeout wrapping QEMU)
+# while the job's heartbeat advances; kill it and return 1 when the
+# heartbeat has not changed for DVMM_NESTED_STALL seconds.  Before the
+# first beat (the nested kernel booting, /init mounting the shares) the
+# limit is DVMM_NESTED_BOOT_STALL (300 s) if that is longer: a loaded
+# machine has taken 45 s to boot the nested host, and a short stall limit
+# must not cut a slow boot.
 _nested_watch() {
-    local job=$1 pid=$2 qmp=${3:-} beat last="" since=$SECONDS
+    local job=$1 pid=$2 qmp=${3:-} beat last="" since=$SECONDS limit
+    local stall=${DVMM_NESTED_STALL:-240} boot=${DVMM_NESTED_BOOT_STALL:-300}
     while kill -0 "$pid" 2>/dev/null; do
         sleep 2
         beat=$(cat "$job/heartbeat" 2>/dev/null)
+        limit=$stall
+        [ -z "$beat" ] && [ "$boot" -gt "$stall" ] && limit=$boot
         if [ "$beat" != "$last" ]; then
             last=$beat since=$SECONDS
-        elif [ $((SECONDS - since)) -ge "${DVMM_NESTED_STALL:-240}" ] &&
+        elif [ $((SECONDS - since)) -ge "$limit" ] &&
             [ ! -e "$job/status" ]; then
             _nested_dump "$job" "$qmp"
             kill "$pid" 2>/dev/null
