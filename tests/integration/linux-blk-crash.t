@@ -17,6 +17,14 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/kvm-env.sh
 
+# Opt-in for now: its first clean-clone run (2026-11-30) crashed the nested
+# host's own kernel ("BUG: TASK stack guard page was hit" in a vcpu thread,
+# then "corrupted stack end detected inside scheduler") while the Linux
+# guest ran; until that is understood it does not gate make test.
+if [ -z "${DVMM_LINUX_BLK_CRASH:-}" ] && [ -z "${DVMM_NESTED:-}" ]; then
+    tap_skip_all "opt-in (DVMM_LINUX_BLK_CRASH=1): its first clean-clone run crashed the nested host's kernel (stack guard page hit in a vcpu thread); not yet understood"
+fi
+
 for t in mkfs.ext4 e2fsck debugfs sha256sum; do
     command -v "$t" >/dev/null 2>&1 || tap_skip_all "$t not installed (e2fsprogs)"
 done
