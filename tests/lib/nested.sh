@@ -18,7 +18,9 @@
 #        host: SIZE more RAM, reserved with memmap=SIZE$4G, the project's
 #        patched kvm.ko/kvm-amd.ko and dmemfs.ko loaded with that region;
 #        SIZE in whole GiB, e.g. 4G; see kernel-support/kernel-build),
-#        DVMM_NESTED_APPEND (more words for the nested kernel's command line).
+#        DVMM_NESTED_APPEND (more words for the nested kernel's command line),
+#        DVMM_NESTED_TCG_THREAD (multi, the default: one host thread per
+#        nested CPU; single: one thread runs them all in turn).
 # Every boot gets a QMP socket; when the watchdog finds the host stopped it
 # first records QEMU's view of each CPU (info cpus, info registers -a,
 # info lapic, three samples 1 s apart, the top of each stack) and the
@@ -344,7 +346,7 @@ _nested_attempt() {
     # and the kernel panics ("IO-APIC + timer doesn't work!") before the job.
     timeout --kill-after=10 "${DVMM_NESTED_TIMEOUT:-1200}" \
         qemu-system-x86_64 -nodefaults -no-user-config -no-reboot \
-        -M q35 -accel tcg -cpu max,la57=off \
+        -M q35 -accel "tcg,thread=${DVMM_NESTED_TCG_THREAD:-multi}" -cpu max,la57=off \
         -smp "${DVMM_NESTED_CPUS:-2}" -m "$qmem" \
         -display none -monitor none -serial "file:$job/console.log" \
         -qmp "unix:$qmp,server=on,wait=off" \
