@@ -37,14 +37,14 @@ static int backend_statfs(const struct gm_host *h, const char *path,
                           struct statfs *st, char *parent, size_t plen)
 {
     char dir[PATH_MAX];
-    int ret = h->statfs(path, st);
+    int ret = h->statfs(h, path, st);
 
     parent[0] = '\0';
     if (ret != -ENOENT)
         return ret;
     snprintf(dir, sizeof(dir), "%s", path);
     snprintf(parent, plen, "%s", dirname(dir));
-    return h->statfs(parent, st);
+    return h->statfs(h, parent, st);
 }
 
 static int check_hugetlb_free(const struct gm_host *h, uint64_t ram_size,

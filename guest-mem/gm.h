@@ -43,8 +43,10 @@ struct gm_config {
 /* Everything gm asks of the host outside its own mappings goes through
  * here, so unit tests can point it at a fake tree and a mocked statfs. */
 struct gm_host {
-    /* 0 or -errno, like statfs(2) but returning the error. */
-    int (*statfs)(const char *path, struct statfs *st);
+    /* 0 or -errno, like statfs(2) but returning the error.  It gets the
+     * host itself so that a fake one can answer from its sysroot's mount
+     * table (dvmm hostcheck --root). */
+    int (*statfs)(const struct gm_host *h, const char *path, struct statfs *st);
     /* Prefix for every /sys and /proc read; "" is the real root. */
     const char *sysroot;
 };

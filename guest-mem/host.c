@@ -10,8 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static int host_statfs(const char *path, struct statfs *st)
+static int host_statfs(const struct gm_host *h, const char *path, struct statfs *st)
 {
+    (void)h;
     return statfs(path, st) ? -errno : 0;
 }
 
@@ -29,36 +30,85 @@ int gm_host_path(const struct gm_host *h, const char *abs, char *out, size_t len
     return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-long gm_host_read(const struct gm_host *h, const char *abs, char *buf, size_t len)
+/* Read fd from offset `got` until EOF or buf[len-1]; the new total or
+ * -errno.  /proc files come in several reads, so loop. */
+static long host_read_fd(int fd, char *buf, size_t got, size_t len)
 {
-    char path[PATH_MAX];
-    size_t got = 0;
-    int fd, ret;
-
-    ret = gm_host_path(h, abs, path, sizeof(path));
-    if (ret)
-        return ret;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    /* /proc files come in several reads; loop until EOF or full. */
     while (got + 1 < len) {
         ssize_t n = read(fd, buf + got, len - 1 - got);
 
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            ret = -errno;
-            close(fd);
-            return ret;
+            return -errno;
         }
         if (n == 0)
             break;
         got += (size_t)n;
     }
-    close(fd);
-    buf[got] = '\0';
     return (long)got;
+}
+
+static int host_open(const struct gm_host *h, const char *abs)
+{
+    char path[PATH_MAX];
+    int fd, ret;
+
+    ret = gm_host_path(h, abs, path, sizeof(path));
+    if (ret)
+        return ret;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+long gm_host_read(const struct gm_host *h, const char *abs, char *buf, size_t len)
+{
+    int fd = host_open(h, abs);
+    long got;
+
+    if (fd < 0)
+        return fd;
+    got = host_read_fd(fd, buf, 0, len);
+    close(fd);
+    if (got < 0)
+        return got;
+    buf[got] = '\0';
+    return got;
+}
+
+char *gm_host_slurp(const struct gm_host *h, const char *abs)
+{
+    int fd = host_open(h, abs);
+    size_t cap = 4096;
+    char *buf = NULL;
+    long got = 0;
+
+    if (fd < 0) {
+        errno = -fd;
+        return NULL;
+    }
+    /* /proc files report size 0: grow until a read stops short of full. */
+    for (;;) {
+        char *nb = realloc(buf, cap);
+
+        if (!nb) {
+            got = -ENOMEM;
+            break;
+        }
+        buf = nb;
+        got = host_read_fd(fd, buf, (size_t)got, cap);
+        if (got < 0 || (size_t)got + 1 < cap)
+            break;
+        cap *= 2;
+    }
+    close(fd);
+    if (got < 0) {
+        free(buf);
+        errno = (int)-got;
+        return NULL;
+    }
+    buf[got] = '\0';
+    return buf;
 }
 
 int gm_host_read_u64(const struct gm_host *h, const char *abs, uint64_t *out)

@@ -1,4 +1,6 @@
-/* Reads of host files under gm_host.sysroot (internal to guest-mem). */
+/* Reads of host files under gm_host.sysroot: guest-mem's own, and dvmm
+ * hostcheck's, which reads the same trees (real or fake) the backend checks
+ * read. */
 #ifndef DVMM_GM_HOST_H
 #define DVMM_GM_HOST_H
 
@@ -12,6 +14,9 @@ int gm_host_path(const struct gm_host *h, const char *abs, char *out, size_t len
 /* Read the whole file into buf (NUL-terminated, truncated at len-1).
  * Returns bytes read or -errno. */
 long gm_host_read(const struct gm_host *h, const char *abs, char *buf, size_t len);
+/* The whole file, NUL-terminated, malloc'd (the caller frees); NULL with
+ * errno set on failure. */
+char *gm_host_slurp(const struct gm_host *h, const char *abs);
 /* A file holding one unsigned decimal number.  0 or -errno (-EINVAL for junk). */
 int gm_host_read_u64(const struct gm_host *h, const char *abs, uint64_t *out);
 /* "Key:   123 kB" in /proc-style text -> 123.  0 or -ENOENT/-EINVAL. */

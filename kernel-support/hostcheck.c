@@ -15,6 +15,7 @@
 #include <sys/klog.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -23,31 +24,27 @@
 #include <liburing.h>
 
 #include "guest-mem/gm.h"
+#include "guest-mem/host.h"
 #include "virtio/tap.h"
 #include "virtio/vhost_net.h"
 #include "vmm/config.h"
+#include "vmm/kvm_caps.h"
 #include "vmm/log.h"
-
-#define DMEMFS_MAGIC 0x2ace90c6    /* from the dmemfs series' uapi/linux/magic.h */
-#define MCG_SER_P (1ULL << 24)
-#define MCE_BANK_NEEDED 10         /* dvmm reports memory errors in bank 9 */
-
-struct hc_kvm_caps {
-    bool known;
-    long api_version, irqchip, irqfd, ioeventfd, irq_routing, signal_msi;
-    long max_vcpus, nr_vcpus;
-    uint64_t mce_cap;
-    bool have_mce_cap;
-};
+#include "vmm/mce.h"
 
 struct hc_ctx {
     const char *root;
     bool real;                     /* root is "/": ioctls and syscalls allowed */
+    /* The root as guest-mem's host: its reads and the backend checks go
+     * through it, with statfs answered from the root's mount table when
+     * the root is fake. */
+    struct gm_host host;
     struct hc_report *rep;
     char *dmesg;                   /* kernel log, NULL when unreadable */
     char *mounts;                  /* /proc/mounts, NULL when unreadable */
     bool kvm_dev;                  /* /dev/kvm usable */
-    struct hc_kvm_caps caps;
+    bool caps_known;               /* caps came from /dev/kvm or .kvm-caps */
+    struct kvm_cap_set caps;
     bool dmemfs;                   /* registered in /proc/filesystems */
     uint64_t dpage_size;           /* from debugfs or the mount; 0 unknown */
     uint64_t free_dpages;
@@ -59,74 +56,30 @@ struct hc_ctx {
 
 static void hc_path(const struct hc_ctx *x, const char *abs, char *buf, size_t len)
 {
-    if (x->real)
-        snprintf(buf, len, "%s", abs);
-    else
-        snprintf(buf, len, "%s%s%s", x->root, abs[0] == '/' ? "" : "/", abs);
+    if (gm_host_path(&x->host, abs, buf, len))
+        buf[0] = '\0';            /* too long: no such file */
 }
 
-/* Whole file, NUL-terminated, malloc'd; NULL with errno set on failure.
- * /proc files report size 0, so read until EOF. */
 static char *hc_slurp(const struct hc_ctx *x, const char *abs)
 {
-    char p[PATH_MAX + 64];
-    hc_path(x, abs, p, sizeof(p));
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (len + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                errno = ENOMEM;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int e = errno;
-            free(buf);
-            buf = NULL;
-            errno = e;
-            break;
-        }
-        if (n == 0) {
-            buf[len] = '\0';
-            break;
-        }
-        len += (size_t)n;
-    }
-    int e = errno;
-    close(fd);
-    errno = e;
-    return buf;
+    return gm_host_slurp(&x->host, abs);
 }
 
 /* First line of a small file, trailing whitespace trimmed.  -errno. */
 static int hc_read_line(const struct hc_ctx *x, const char *abs, char *out, size_t len)
 {
-    char *s = hc_slurp(x, abs);
-    if (!s)
-        return -errno;
-    size_t n = strcspn(s, "\n");
-    while (n && isspace((unsigned char)s[n - 1]))
+    char buf[512];
+    long r = gm_host_read(&x->host, abs, buf, sizeof(buf));
+    if (r < 0)
+        return (int)r;
+    size_t n = strcspn(buf, "\n");
+    while (n && isspace((unsigned char)buf[n - 1]))
         n--;
-    if (n >= len)
-        n = len - 1;
-    memcpy(out, s, n);
-    out[n] = '\0';
-    free(s);
+    snprintf(out, len, "%.*s", (int)n, buf);
     return 0;
 }
 
+/* A number in C syntax (sysfs prints firmware-map addresses in hex). */
 static int hc_read_u64(const struct hc_ctx *x, const char *abs, uint64_t *v)
 {
     char line[128], *end;
@@ -171,21 +124,6 @@ static int hc_parse_size(const char *s, uint64_t *out, const char **end)
     if (end)
         *end = e;
     return 0;
-}
-
-static void hc_fmt_size(uint64_t b, char *buf, size_t len)
-{
-    static const char unit[] = "KMGT";
-    if (b < 1024 || (b & 1023)) {
-        snprintf(buf, len, "%" PRIu64 " B", b);
-        return;
-    }
-    int u = -1;
-    while (b >= 1024 && !(b & 1023) && u < 3) {
-        b >>= 10;
-        u++;
-    }
-    snprintf(buf, len, "%" PRIu64 " %ciB", b, unit[u]);
 }
 
 static struct hc_check *hc_add(struct hc_ctx *x, const char *name, enum hc_status st,
@@ -278,66 +216,23 @@ static bool hc_dmesg_find(const struct hc_ctx *x, const char *const *any, const 
 
 /* ---- KVM -------------------------------------------------------------- */
 
-static long hc_kv(const char *text, const char *key, long dflt)
-{
-    size_t kl = strlen(key);
-    for (const char *l = text; l && *l;) {
-        if (!strncmp(l, key, kl) && l[kl] == '=')
-            return strtol(l + kl + 1, NULL, 0);
-        l = strchr(l, '\n');
-        if (l)
-            l++;
-    }
-    return dflt;
-}
-
+/* A fake root's KVM facts: <root>/.kvm-caps in kvm_caps_parse's format. */
 static void hc_caps_from_fixture(struct hc_ctx *x)
 {
     char *t = hc_slurp(x, "/.kvm-caps");
     if (!t)
         return;
-    struct hc_kvm_caps *c = &x->caps;
-    c->known = true;
-    c->api_version = hc_kv(t, "api_version", 12);
-    c->irqchip = hc_kv(t, "irqchip", 0);
-    c->irqfd = hc_kv(t, "irqfd", 0);
-    c->ioeventfd = hc_kv(t, "ioeventfd", 0);
-    c->irq_routing = hc_kv(t, "irq_routing", 0);
-    c->signal_msi = hc_kv(t, "signal_msi", 0);
-    c->max_vcpus = hc_kv(t, "max_vcpus", 0);
-    c->nr_vcpus = hc_kv(t, "nr_vcpus", 0);
-    const char *m = strstr(t, "mce_cap=");
-    if (m && (m == t || m[-1] == '\n')) {
-        c->mce_cap = strtoull(m + 8, NULL, 0);
-        c->have_mce_cap = true;
-    }
+    kvm_caps_parse(t, &x->caps);
+    x->caps_known = true;
     free(t);
 }
 
 static void hc_caps_from_kvm(struct hc_ctx *x, int fd)
 {
-    struct hc_kvm_caps *c = &x->caps;
-    c->known = true;
-    c->api_version = ioctl(fd, KVM_GET_API_VERSION, 0);
-    /* KVM_CHECK_EXTENSION returns 0 for "no" and never fails for a known
-     * cap on /dev/kvm, so a negative value is treated as "no". */
-    c->irqchip = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQCHIP);
-    c->irqfd = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQFD);
-    c->ioeventfd = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD);
-    c->irq_routing = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING);
-    c->signal_msi = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_SIGNAL_MSI);
-    c->max_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-    c->nr_vcpus = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-    __u64 mcg = 0;
-    int banks = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
-    /* The bank count is KVM_CAP_MCE's value; the supported-cap ioctl only
-     * carries the flag bits (MCG_SER_P, MCG_CTL_P...). */
-    if (banks > 0 && ioctl(fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &mcg) == 0) {
-        c->mce_cap = (mcg & ~0xffULL) | (__u64)(banks > 255 ? 255 : banks);
-        c->have_mce_cap = true;
-    } else {
-        log_debug("hostcheck: KVM_X86_GET_MCE_CAP_SUPPORTED: %s", strerror(errno));
-    }
+    int r = kvm_caps_probe(fd, &x->caps);
+    if (r)
+        log_debug("hostcheck: KVM_GET_API_VERSION: %s", strerror(-r));
+    x->caps_known = r == 0;
 }
 
 /* kvm-pvm explains itself in one line: "(needs A=0 B=1; has A=1 B=1)".
@@ -401,11 +296,11 @@ static void hc_check_kvm(struct hc_ctx *x, const char *cpuinfo)
             hc_caps_from_kvm(x, fd);
         else
             hc_caps_from_fixture(x);
-        if (x->caps.known && x->caps.api_version != KVM_API_VERSION) {
+        if (x->caps_known && x->caps.api_version != KVM_API_VERSION) {
             c = hc_add(x, "kvm-device", HC_FAIL, "/dev/kvm API version %ld, dvmm needs %d",
                        x->caps.api_version, KVM_API_VERSION);
             hc_advise(c, "this KVM speaks another API; use a mainline-compatible host kernel");
-        } else if (x->caps.known) {
+        } else if (x->caps_known) {
             hc_add(x, "kvm-device", HC_OK, "/dev/kvm read-write, API version %ld",
                    x->caps.api_version);
         } else {
@@ -479,53 +374,54 @@ static void hc_check_kvm(struct hc_ctx *x, const char *cpuinfo)
     }
 
     /* capabilities dvmm needs */
-    if (!x->caps.known) {
+    if (!x->caps_known) {
         c = hc_add(x, "kvm-caps", HC_WARN, "unknown: %s",
                    !x->kvm_dev ? "/dev/kvm is not usable"
                    : "fake root without .kvm-caps");
         hc_advise(c, "%s", !x->kvm_dev ? "fix kvm-device first" : "add key=value lines to <root>/.kvm-caps");
         return;
     }
-    const struct hc_kvm_caps *k = &x->caps;
-    c = hc_add(x, "kvm-irqchip", k->irqchip > 0 ? HC_OK : HC_FAIL, "KVM_CAP_IRQCHIP %s",
-               k->irqchip > 0 ? "yes" : "no");
-    if (k->irqchip <= 0)
-        hc_advise(c, "dvmm needs the in-kernel LAPIC/IOAPIC/PIC");
-    c = hc_add(x, "kvm-irqfd", k->irqfd > 0 ? HC_OK : HC_FAIL, "KVM_CAP_IRQFD %s",
-               k->irqfd > 0 ? "yes" : "no");
-    if (k->irqfd <= 0)
-        hc_advise(c, "devices raise interrupts only through irqfd");
-    c = hc_add(x, "kvm-ioeventfd", k->ioeventfd > 0 ? HC_OK : HC_FAIL, "KVM_CAP_IOEVENTFD %s",
-               k->ioeventfd > 0 ? "yes" : "no");
-    if (k->ioeventfd <= 0)
-        hc_advise(c, "virtio queue kicks need ioeventfd");
-    bool msi = k->irq_routing > 0 && k->signal_msi > 0;
-    c = hc_add(x, "kvm-msi", msi ? HC_OK : HC_FAIL,
-               "KVM_CAP_IRQ_ROUTING %s (%ld GSIs), KVM_CAP_SIGNAL_MSI %s",
-               k->irq_routing > 0 ? "yes" : "no", k->irq_routing > 0 ? k->irq_routing : 0,
-               k->signal_msi > 0 ? "yes" : "no");
-    if (!msi)
-        hc_advise(c, "virtio MSI-X vectors need MSI routes");
-    if (!k->have_mce_cap) {
+    /* Every required row of the table `dvmm run` checks, one line each. */
+    const struct kvm_cap_set *k = &x->caps;
+    for (unsigned i = 0; i < KC_COUNT; i++) {
+        const struct kvm_cap_info *ci = &kvm_caps[i];
+        if (!ci->required)
+            continue;
+        char name[HC_NAME_MAX];
+        snprintf(name, sizeof(name), "kvm-%s", ci->key);
+        for (char *p = name; *p; p++)
+            if (*p == '_')
+                *p = '-';
+        if (k->val[i] > 1)
+            c = hc_add(x, name, HC_OK, "%s yes (%ld)", ci->name, k->val[i]);
+        else
+            c = hc_add(x, name, k->val[i] > 0 ? HC_OK : HC_FAIL, "%s %s", ci->name,
+                       k->val[i] > 0 ? "yes" : "no");
+        if (k->val[i] <= 0)
+            hc_advise(c, "%s; `dvmm run` refuses this host", ci->use);
+    }
+    if (!k->mce_cap) {
         c = hc_add(x, "kvm-mce", HC_FAIL, "KVM_X86_GET_MCE_CAP_SUPPORTED unavailable");
-        hc_advise(c, "machine-check injection (the [mce] feature) needs KVM_CAP_MCE");
+        hc_advise(c, "%s", kvm_caps[KC_MCE].use);
     } else {
-        unsigned banks = (unsigned)(k->mce_cap & 0xff);
-        bool ser = k->mce_cap & MCG_SER_P;
-        enum hc_status st = banks < MCE_BANK_NEEDED ? HC_FAIL : !ser ? HC_WARN : HC_OK;
+        unsigned banks = (unsigned)(k->mce_cap & MCE_MCG_CAP_COUNT_MASK);
+        bool ser = k->mce_cap & MCE_MCG_SER_P;
+        /* mce_mcg_cap is what the vCPUs hand KVM: 0 means no bank 9. */
+        enum hc_status st = !mce_mcg_cap(k->mce_cap) ? HC_FAIL : !ser ? HC_WARN : HC_OK;
         c = hc_add(x, "kvm-mce", st, "%u MCE banks, MCG_SER_P %s (mcg_cap 0x%" PRIx64 ")",
                    banks, ser ? "yes" : "no", k->mce_cap);
         if (st == HC_FAIL)
-            hc_advise(c, "dvmm injects memory errors in bank 9 and needs at least %d banks",
-                      MCE_BANK_NEEDED);
+            hc_advise(c, "dvmm injects memory errors in bank %d and needs at least %d banks",
+                      MCE_BANK, MCE_NR_BANKS);
         else if (st == HC_WARN)
             hc_advise(c, "without software error recovery (SER) the guest cannot recover from AR/AO events");
     }
-    long maxv = k->max_vcpus > 0 ? k->max_vcpus : k->nr_vcpus;
-    c = hc_add(x, "kvm-max-vcpus", maxv > 0 ? HC_OK : HC_WARN,
-               "max %ld vCPUs per VM (recommended %ld)", maxv, k->nr_vcpus);
-    if (maxv <= 0)
-        hc_advise(c, "KVM reported no vCPU limit; assume 4");
+    bool given = k->val[KC_MAX_VCPUS] > 0 || k->val[KC_NR_VCPUS] > 0;
+    c = hc_add(x, "kvm-max-vcpus", given ? HC_OK : HC_WARN,
+               "max %u vCPUs per VM (recommended %ld); dvmm allows %u",
+               kvm_caps_max_vcpus(k), k->val[KC_NR_VCPUS], kvm_caps_vcpu_limit(k));
+    if (!given)
+        hc_advise(c, "KVM reported no vCPU limit; dvmm assumes 4, as the KVM API says");
 }
 
 /* ---- memory ----------------------------------------------------------- */
@@ -615,7 +511,7 @@ static void hc_check_hugetlb(struct hc_ctx *x, const char *cpuinfo)
                       : "kernel without CONFIG_HUGETLBFS, or this size is unsupported");
             continue;
         }
-        hc_fmt_size((p.free - p.resv) * pools[i].size, sz, sizeof(sz));
+        gm_fmt_size((p.free - p.resv) * pools[i].size, sz, sizeof(sz));
         c = hc_add(x, pools[i].name, HC_OK, "total %" PRIu64 ", free %" PRIu64 ", reserved %" PRIu64 " (%s available)",
                    p.total, p.free, p.resv, sz);
         if (!p.total)
@@ -712,18 +608,19 @@ static uint64_t hc_mount_pagesize(const struct hc_mount *m)
     return hc_parse_size(v, &sz, &e) || *e ? 0 : sz;
 }
 
-/* The mount of `type` holding `path` (longest matching mount point). */
-static bool hc_find_mount(const struct hc_ctx *x, const char *path, const char *type,
+/* The mount holding `path` (longest matching mount point) in the mount
+ * table `mounts`, of `type` unless type is NULL. */
+static bool hc_find_mount(const char *mounts, const char *path, const char *type,
                           struct hc_mount *out)
 {
     const char *pos = NULL;
     struct hc_mount m;
     size_t best = 0;
     bool found = false;
-    if (!x->mounts)
+    if (!mounts)
         return false;
-    while (hc_next_mount(x->mounts, &pos, &m)) {
-        if (strcmp(m.type, type))
+    while (hc_next_mount(mounts, &pos, &m)) {
+        if (type && strcmp(m.type, type))
             continue;
         size_t dl = strlen(m.dir);
         if (strncmp(path, m.dir, dl) || (path[dl] && path[dl] != '/' && strcmp(m.dir, "/")))
@@ -735,6 +632,47 @@ static bool hc_find_mount(const struct hc_ctx *x, const char *path, const char *
         }
     }
     return found;
+}
+
+/* `Key:  N kB` of <root>/proc/meminfo in bytes; 0 when absent. */
+static uint64_t hc_meminfo(const struct gm_host *h, const char *key)
+{
+    char *t = gm_host_slurp(h, "/proc/meminfo");
+    int64_t kb = 0;
+    if (!t || gm_parse_kb(t, key, &kb))
+        kb = 0;
+    free(t);
+    return (uint64_t)kb << 10;
+}
+
+/* gm_host.statfs of a fake root, so that gm_backend_check judges its
+ * [memory] paths as `dvmm run` would on that host: the mount of
+ * <root>/proc/mounts holding the path, with the magic of its type and its
+ * page size as f_bsize (hugetlbfs without pagesize=: the default huge page
+ * size of meminfo).  Every path on a mount is taken to exist. */
+static int hc_fake_statfs(const struct gm_host *h, const char *path, struct statfs *st)
+{
+    static const struct { const char *type; uint64_t magic; } magic[] = {
+        { "hugetlbfs", HUGETLBFS_MAGIC }, { "dmemfs", GM_DMEMFS_MAGIC },
+        { "tmpfs", TMPFS_MAGIC }, { "ext4", EXT4_SUPER_MAGIC },
+    };
+    char *mounts = gm_host_slurp(h, "/proc/mounts");
+    struct hc_mount m;
+    bool found = hc_find_mount(mounts, path, NULL, &m);
+    free(mounts);
+    if (!found)
+        return -ENOENT;
+    memset(st, 0, sizeof(*st));
+    st->f_bsize = GM_PAGE_SIZE;
+    for (size_t i = 0; i < sizeof(magic) / sizeof(magic[0]); i++)
+        if (!strcmp(m.type, magic[i].type))
+            st->f_type = (__fsword_t)magic[i].magic;
+    uint64_t ps = hc_mount_pagesize(&m);
+    if (!ps && !strcmp(m.type, "hugetlbfs"))
+        ps = hc_meminfo(h, "Hugepagesize");
+    if (ps)
+        st->f_bsize = (__fsword_t)ps;
+    return 0;
 }
 
 /* ---- dmem reservations ---------------------------------------------- */
@@ -856,7 +794,7 @@ static unsigned hc_dmem_log_ranges(const struct hc_ctx *x, struct hc_range *r, u
 static void hc_fmt_range(struct hc_range rg, char *buf, size_t len)
 {
     char sz[32];
-    hc_fmt_size(rg.end - rg.start, sz, sizeof(sz));
+    gm_fmt_size(rg.end - rg.start, sz, sizeof(sz));
     snprintf(buf, len, "[0x%" PRIx64 "-0x%" PRIx64 ") %s", rg.start, rg.end, sz);
 }
 
@@ -962,13 +900,13 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
         if (x->real) {
             struct statfs sf;
             if (statfs(m.dir, &sf) == 0) {
-                if ((uint64_t)sf.f_type != DMEMFS_MAGIC)
+                if ((uint64_t)(uint32_t)sf.f_type != GM_DMEMFS_MAGIC)
                     bad_magic = true;
                 ps = (uint64_t)sf.f_bsize;
             }
         }
         char sz[32];
-        hc_fmt_size(ps, sz, sizeof(sz));
+        gm_fmt_size(ps, sz, sizeof(sz));
         int w = snprintf(list + ll, sizeof(list) - ll, "%s%s (%s)", ll ? ", " : "", m.dir, sz);
         if (w > 0 && (size_t)w < sizeof(list) - ll)
             ll += (size_t)w;
@@ -1004,8 +942,8 @@ static void hc_check_dmem(struct hc_ctx *x, const char *cmdline)
         x->free_dpages = freep;
         x->have_free_dpages = shift != 0;
         char ds[32], fr[32];
-        hc_fmt_size(x->dpage_size, ds, sizeof(ds));
-        hc_fmt_size(freep * x->dpage_size, fr, sizeof(fr));
+        gm_fmt_size(x->dpage_size, ds, sizeof(ds));
+        gm_fmt_size(freep * x->dpage_size, fr, sizeof(fr));
         /* the allocator is set up at mount: before that shift and counts are 0 */
         if (!shift) {
             c = hc_add(x, "dmem-pages", HC_WARN, "dpage_shift=0: allocator not set up (no dmemfs mounted yet)");
@@ -1199,75 +1137,47 @@ static void hc_check_io(struct hc_ctx *x)
 
 /* ---- --config: can this VM start now? --------------------------------- */
 
-/* Pages of `psz` the layout needs: below-4G and above-4G RAM are separate
- * regions (gm.h's layout rule), each rounded up to whole pages. */
-static uint64_t hc_pages_needed(uint64_t ram, uint64_t psz)
-{
-    uint64_t low = ram < GM_LOW_RAM_MAX ? ram : GM_LOW_RAM_MAX, high = ram - low;
-    return gm_align_up(low, psz) / psz + gm_align_up(high, psz) / psz;
-}
-
-static uint64_t hc_meminfo(const struct hc_ctx *x, const char *key)
-{
-    char *t = hc_slurp(x, "/proc/meminfo");
-    uint64_t v = 0;
-    const char *p = t ? strstr(t, key) : NULL;
-    if (p)
-        v = strtoull(p + strlen(key), NULL, 10) << 10;   /* kB */
-    free(t);
-    return v;
-}
-
 static void hc_check_config_memory(struct hc_ctx *x, const struct dvmm_config *cfg)
 {
-    char need_s[32], have_s[32];
+    char need_s[32], have_s[32], err[512] = "";
     struct hc_check *c;
-    uint64_t ram = gm_align_up(cfg->vm.memory, GM_PAGE_SIZE);
+    uint64_t ram = cfg->vm.memory, psz = 0;
     const char *bname = gm_backend_name(cfg->memory.backend);
+    bool dmem = cfg->memory.backend == GM_DMEMFS;
+    const char *type = dmem ? "dmemfs" : "hugetlbfs";
+    struct hc_mount m;
+
+    /* What `dvmm run` (and `dvmm check`) decide about this host's memory,
+     * by the same function, over this root. */
+    int r = gm_backend_check(&x->host, &cfg->memory, ram, &psz, err, sizeof(err));
+    if (r) {
+        c = hc_add(x, "config-memory", HC_FAIL, "%s", err);
+        if (r == -ENOMEM)
+            hc_advise(c, "%s", dmem ? "free dpages (stop other VMs) or reserve more (dmem=, or memmap=SIZE$ADDR for the project's module)"
+                                   : "reserve more: echo N > /sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages");
+        else if (cfg->memory.backend != GM_ANON && cfg->memory.backend != GM_MEMFD &&
+                 !hc_find_mount(x->mounts, cfg->memory.path, type, &m))
+            hc_advise(c, "%s", dmem ? "mount one: kernel-support/dmemfs-setup -o pagesize=1G DIR"
+                                   : "mount one: mount -t hugetlbfs -o pagesize=2M none DIR");
+        else
+            hc_advise(c, "`dvmm run` refuses this [memory] section on this host");
+        return;
+    }
 
     if (cfg->memory.backend == GM_ANON || cfg->memory.backend == GM_MEMFD) {
-        uint64_t avail = hc_meminfo(x, "MemAvailable:");
-        hc_fmt_size(ram, need_s, sizeof(need_s));
-        hc_fmt_size(avail, have_s, sizeof(have_s));
+        uint64_t avail = hc_meminfo(&x->host, "MemAvailable");
+        gm_fmt_size(ram, need_s, sizeof(need_s));
+        gm_fmt_size(avail, have_s, sizeof(have_s));
         c = hc_add(x, "config-memory", avail >= ram ? HC_OK : HC_WARN,
                    "backend=%s needs %s, MemAvailable %s", bname, need_s, have_s);
         if (avail < ram)
             hc_advise(c, "the guest may be OOM-killed once it touches all its memory; lower vm.memory");
         return;
     }
-    bool dmem = cfg->memory.backend == GM_DMEMFS;
-    const char *type = dmem ? "dmemfs" : "hugetlbfs";
-    struct hc_mount m;
-    /* mount points in <root>/proc/mounts are host paths: match the config path as written */
-    if (!hc_find_mount(x, cfg->memory.path, type, &m)) {
-        c = hc_add(x, "config-memory", HC_FAIL, "memory.path=%s is not on a %s mount", cfg->memory.path, type);
-        hc_advise(c, "%s", dmem ? "mount one: kernel-support/dmemfs-setup -o pagesize=1G DIR"
-                               : "mount one: mount -t hugetlbfs -o pagesize=2M none DIR");
-        return;
-    }
-    uint64_t psz = hc_mount_pagesize(&m);
-    if (x->real) {
-        struct statfs sf;
-        if (statfs(m.dir, &sf) == 0)
-            psz = (uint64_t)sf.f_bsize;
-    }
-    if (!psz && !dmem) {        /* hugetlbfs without pagesize=: the default size */
-        uint64_t kb = 0;
-        char *t = hc_slurp(x, "/proc/meminfo");
-        const char *p = t ? strstr(t, "Hugepagesize:") : NULL;
-        if (p)
-            kb = strtoull(p + 13, NULL, 10);
-        free(t);
-        psz = kb << 10;
-    }
-    if (dmem && x->dpage_size)
-        psz = x->dpage_size;
-    if (!psz) {
-        c = hc_add(x, "config-memory", HC_WARN, "backend=%s at %s: page size unknown", bname, m.dir);
-        hc_advise(c, "check the mount options in /proc/mounts");
-        return;
-    }
-    uint64_t need = hc_pages_needed(ram, psz), have;
+    const char *where = hc_find_mount(x->mounts, cfg->memory.path, type, &m) ? m.dir
+                                                                            : cfg->memory.path;
+    /* gm_backend_check made vm.memory a multiple of the page size */
+    uint64_t need = ram / psz, have;
     bool known = true;
     if (dmem) {
         known = x->have_free_dpages;
@@ -1277,18 +1187,15 @@ static void hc_check_config_memory(struct hc_ctx *x, const struct dvmm_config *c
         known = p.present;
         have = p.free - p.resv;
     }
-    hc_fmt_size(psz, have_s, sizeof(have_s));
+    gm_fmt_size(psz, have_s, sizeof(have_s));
     if (!known) {
         c = hc_add(x, "config-memory", HC_WARN, "backend=%s needs %" PRIu64 " x %s pages; free count unknown",
                    bname, need, have_s);
         hc_advise(c, "%s", dmem ? "mount debugfs to read dmem/free_dpages" : "no hugetlb pool of that size");
         return;
     }
-    c = hc_add(x, "config-memory", have >= need ? HC_OK : HC_FAIL,
-               "backend=%s at %s needs %" PRIu64 " x %s pages, %" PRIu64 " free", bname, m.dir, need, have_s, have);
-    if (have < need)
-        hc_advise(c, "%s", dmem ? "free dpages (stop other VMs) or reserve more (dmem=, or memmap=SIZE$ADDR for the project's module)"
-                               : "reserve more: echo N > /sys/kernel/mm/hugepages/hugepages-<size>kB/nr_hugepages");
+    hc_add(x, "config-memory", HC_OK, "backend=%s at %s needs %" PRIu64 " x %s pages, %" PRIu64 " free",
+           bname, where, need, have_s, have);
 }
 
 static void hc_check_config(struct hc_ctx *x, const char *file)
@@ -1302,7 +1209,7 @@ static void hc_check_config(struct hc_ctx *x, const char *file)
     struct cfg_limits lim = {
         /* no limit here: the vCPU limit gets its own line below */
         .max_vcpus = UINT_MAX,
-        .host_memory = hc_meminfo(x, "MemTotal:"),
+        .host_memory = hc_meminfo(&x->host, "MemTotal"),
     };
     char err[512] = "";
     int r = cfg_load(file, NULL, 0, &lim, cfg, err, sizeof(err));
@@ -1313,7 +1220,7 @@ static void hc_check_config(struct hc_ctx *x, const char *file)
         return;
     }
     char ms[32];
-    hc_fmt_size(cfg->vm.memory, ms, sizeof(ms));
+    gm_fmt_size(cfg->vm.memory, ms, sizeof(ms));
     hc_add(x, "config", HC_OK, "%s: vm %s, %u vCPUs, %s, backend=%s, %u disk%s", file,
            cfg->vm.name[0] ? cfg->vm.name : "(unnamed)", cfg->vm.vcpus, ms,
            gm_backend_name(cfg->memory.backend), cfg->ndisks, cfg->ndisks == 1 ? "" : "s");
@@ -1335,15 +1242,17 @@ static void hc_check_config(struct hc_ctx *x, const char *file)
         }
     }
 
-    if (!x->caps.known) {
+    if (!x->caps_known) {
         c = hc_add(x, "config-vcpus", HC_WARN, "%u vCPUs; KVM limit unknown", cfg->vm.vcpus);
         hc_advise(c, "fix kvm-device first");
     } else {
-        long maxv = x->caps.max_vcpus > 0 ? x->caps.max_vcpus : x->caps.nr_vcpus;
-        bool ok = maxv <= 0 || (long)cfg->vm.vcpus <= maxv;
-        c = hc_add(x, "config-vcpus", ok ? HC_OK : HC_FAIL, "%u vCPUs, KVM allows %ld", cfg->vm.vcpus, maxv);
+        /* the limit `dvmm run` applies: KVM's, at most KVM_CAPS_VCPU_LIMIT */
+        unsigned lim = kvm_caps_vcpu_limit(&x->caps);
+        bool ok = cfg->vm.vcpus <= lim;
+        c = hc_add(x, "config-vcpus", ok ? HC_OK : HC_FAIL, "%u vCPUs, dvmm allows %u (KVM %u)",
+                   cfg->vm.vcpus, lim, kvm_caps_max_vcpus(&x->caps));
         if (!ok)
-            hc_advise(c, "lower vm.vcpus to %ld or less", maxv);
+            hc_advise(c, "lower vm.vcpus to %u or less", lim);
     }
     free(cfg);
 }
@@ -1386,6 +1295,8 @@ int hostcheck_run(const char *root, const char *config, struct hc_report *rep)
     snprintf(rep->root, sizeof(rep->root), "%s", real);
     x->root = rep->root;
     x->real = !strcmp(real, "/");
+    x->host = x->real ? *gm_host_default()
+                      : (struct gm_host){ .statfs = hc_fake_statfs, .sysroot = x->root };
     x->rep = rep;
     x->dmesg = hc_kernel_log(x);
     x->mounts = hc_slurp(x, "/proc/mounts");
@@ -1439,7 +1350,7 @@ int hc_report_print(const struct hc_report *rep, FILE *out)
 {
     for (unsigned i = 0; i < rep->n; i++) {
         const struct hc_check *c = &rep->c[i];
-        if (fprintf(out, "%-4s  %-16s %s%s%s\n", hc_status_name(c->status), c->name, c->value,
+        if (fprintf(out, "%-4s  %-18s %s%s%s\n", hc_status_name(c->status), c->name, c->value,
                     c->advice[0] ? "  => " : "", c->advice) < 0)
             return -EIO;
     }

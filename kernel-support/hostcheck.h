@@ -6,10 +6,10 @@
  * Every path is taken under a root directory, "/" for the real host, so the
  * unit tests run every check against a fake tree.  Facts that only ioctls or
  * syscalls can tell come from files at the top of a fake root instead:
- *   <root>/.kvm-caps   key=value lines: api_version, irqchip, irqfd,
- *                      ioeventfd, irq_routing, signal_msi, mce_cap (the
- *                      KVM_X86_GET_MCE_CAP_SUPPORTED value, hex ok),
- *                      max_vcpus, nr_vcpus.  Absent: KVM caps unknown.
+ *   <root>/.kvm-caps   key=value lines as kvm_caps_parse reads them
+ *                      (vmm/kvm_caps.h): api_version, one key per row of
+ *                      the capability table, mce_cap (hex ok).  Absent:
+ *                      KVM caps unknown.
  *   <root>/.dmesg      the kernel log (klogctl on the real host).
  *   <root>/.io_uring   "ok" or an errno name/number (the io_uring_setup
  *                      probe on the real host).

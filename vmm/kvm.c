@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vmm/kvm_caps.h"
 #include "vmm/log.h"
 
 /* Below the 4 GiB boundary, inside the 32-bit hole but clear of the IOAPIC,
@@ -38,18 +39,18 @@ static int kvm_open_dev(char *err, size_t errlen)
 
 int kvm_query_max_vcpus(unsigned *max, char *err, size_t errlen)
 {
-    int fd = kvm_open_dev(err, errlen), n;
+    struct kvm_cap_set caps;
+    int fd = kvm_open_dev(err, errlen), ret;
 
     if (fd < 0)
         return fd;
-    n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-    if (n <= 0)
-        n = ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
-    if (n <= 0)
-        n = 4;   /* KVM's documented floor when neither cap is reported */
-    *max = (unsigned)n;
+    ret = kvm_caps_probe(fd, &caps);
+    if (ret)
+        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-ret));
+    else
+        *max = kvm_caps_max_vcpus(&caps);
     close(fd);
-    return 0;
+    return ret;
 }
 
 /* Legacy interrupts as a PC routes them: GSI 0-15 reach both the PIC and the
@@ -230,46 +231,27 @@ static int kvm_get_cpuid(struct kvm_vm *vm, char *err, size_t errlen)
 
 int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen)
 {
-    static const struct { long cap; const char *name; } need[] = {
-        { KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
-        { KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
-        { KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD" },
-        { KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING" },
-        { KVM_CAP_PIT2, "KVM_CAP_PIT2" },
-        { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
-        { KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
-    };
     struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
     uint64_t identity = KVM_IDENTITY_ADDR;
-    int ret, n;
+    struct kvm_cap_set caps;
+    int ret;
 
     memset(vm, 0, sizeof(*vm));
     vm->vm_fd = -1;
     vm->kvm_fd = kvm_open_dev(err, errlen);
     if (vm->kvm_fd < 0)
         return vm->kvm_fd;
-    ret = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
-    if (ret != KVM_API_VERSION) {
-        errf("/dev/kvm: API version %d, dvmm needs %d", ret, KVM_API_VERSION);
-        ret = -EINVAL;
+    /* The same table and check `dvmm hostcheck` reports (kvm_caps.h). */
+    ret = kvm_caps_probe(vm->kvm_fd, &caps);
+    if (ret) {
+        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-ret));
         goto fail;
     }
-    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
-        if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, need[i].cap) <= 0) {
-            errf("/dev/kvm: missing capability %s", need[i].name);
-            ret = -ENOTSUP;
-            goto fail;
-        }
-    }
-    n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
-    vm->max_vcpus = n > 0 ? (unsigned)n : 4;
-    /* KVM reports the bank count through KVM_CAP_MCE and only the flag bits
-     * through KVM_X86_GET_MCE_CAP_SUPPORTED; fold them into one MCG_CAP. */
-    n = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MCE);
-    if (n > 0 && ioctl(vm->kvm_fd, KVM_X86_GET_MCE_CAP_SUPPORTED, &vm->mce_cap) == 0)
-        vm->mce_cap = (vm->mce_cap & ~0xffULL) | (uint64_t)(n > 255 ? 255 : n);
-    else
-        vm->mce_cap = 0;
+    ret = kvm_caps_check(&caps, err, errlen);
+    if (ret)
+        goto fail;
+    vm->max_vcpus = kvm_caps_max_vcpus(&caps);
+    vm->mce_cap = caps.mce_cap;
     vm->run_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (vm->run_mmap_size <= 0) {
         ret = -errno;

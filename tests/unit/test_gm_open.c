@@ -270,9 +270,9 @@ static void test_hugetlbfs_mounted(void **state)
 }
 
 /* The dmemfs path on tmpfs: statfs is faked, everything else is real. */
-static int fake_dmemfs_statfs(const char *path, struct statfs *st)
+static int fake_dmemfs_statfs(const struct gm_host *h, const char *path, struct statfs *st)
 {
-    (void)path;
+    (void)h, (void)path;
     memset(st, 0, sizeof(*st));
     st->f_type = GM_DMEMFS_MAGIC;
     st->f_bsize = 2 * M;
