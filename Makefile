@@ -14,7 +14,7 @@ WARN     := -Wall -Wextra -Werror
 CPPFLAGS := -D_GNU_SOURCE -I. -I/usr/include/iniparser
 CFLAGS   ?= -O2 -g
 CFLAGS   += $(CSTD) $(WARN) -pthread
-LDLIBS   := -liniparser -ljson-c -luring -lpthread
+LDLIBS   := -liniparser -ljson-c -luring -lseccomp -lpthread
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 LIB_SRC  := $(filter-out vmm/main.c,$(wildcard vmm/*.c guest-mem/*.c virtio/*.c kernel-support/*.c))

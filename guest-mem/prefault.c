@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdatomic.h>
@@ -14,6 +15,7 @@
 #include <sys/mman.h>
 
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 
 /* Small enough to balance 2..16 threads over a few GiB, large enough that
  * the shared counter is never contended. */
@@ -135,7 +137,10 @@ int gm_prefault(struct guest_mem *gm, bool zero, unsigned max_threads)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     for (unsigned i = 0; i + 1 < nthreads; i++) {
-        if (pthread_create(&tid[i], NULL, prefault_worker, &job))
+        char tname[32];
+
+        snprintf(tname, sizeof(tname), "prefault%u", i);
+        if (sandbox_thread_create(&tid[i], SBX_PREFAULT, tname, prefault_worker, &job))
             break;          /* fewer helpers is slower, not wrong */
         started++;
     }

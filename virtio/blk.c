@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 
 #define BLK_TAG_KICK 1ULL
 #define BLK_TAG_STOP 2ULL
@@ -397,9 +398,11 @@ static int blk_start(void *opaque)
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        int r = pthread_create(&q->thread, NULL,
-                               b->use_uring ? blk_worker_uring : blk_worker_sync,
-                               q);
+        char tname[32];
+        snprintf(tname, sizeof(tname), "blk%u-q%u", b->cfg.index, i);
+        int r = -sandbox_thread_create(&q->thread, SBX_BLK, tname,
+                                       b->use_uring ? blk_worker_uring : blk_worker_sync,
+                                       q);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
             log_err("%s: queue %u: pthread_create: %s", b->name, i, strerror(r));

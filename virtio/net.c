@@ -13,6 +13,7 @@
 
 #include "virtio/vhost_net.h"
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 
 #define F(bit) (1ULL << (bit))
 
@@ -720,7 +721,9 @@ static int net_start(void *opaque)
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        r = pthread_create(&p->thread, NULL, net_worker, p);
+        char tname[32];
+        snprintf(tname, sizeof(tname), "net%u-p%u", n->cfg.index, i);
+        r = -sandbox_thread_create(&p->thread, SBX_NET, tname, net_worker, p);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r) {
             log_err("%s: pair %u: pthread_create: %s", n->name, i, strerror(r));

@@ -51,6 +51,9 @@
  *   enabled    bool                                [yes]
  *   socket     unix socket path, at most 107 bytes
  *              [$XDG_RUNTIME_DIR/dvmm-NAME.sock, else /run/dvmm/NAME.sock]
+ * [sandbox]
+ *   seccomp    yes | log | no: per-thread seccomp filters (vmm/sandbox.h);
+ *              log lets forbidden calls through and the kernel logs them [yes]
  *
  * Booleans: yes/no, true/false, on/off, 1/0; these and other word values
  * (backend, cache, engine, on_reset) are case-insensitive.
@@ -426,10 +429,11 @@ static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
 /* ---- structure: sections and keys ------------------------------------- */
 
 enum cfg_sec { SEC_VM, SEC_CONSOLE, SEC_DEBUG_EXIT, SEC_MEMORY, SEC_DISK,
-               SEC_NET, SEC_MCE, SEC_CONTROL, SEC_NR };
+               SEC_NET, SEC_MCE, SEC_CONTROL, SEC_SANDBOX, SEC_NR };
 
 static const char *const cfg_sec_names[SEC_NR] = {
     "vm", "console", "debug-exit", "memory", "disk.N", "net.N", "mce", "control",
+    "sandbox",
 };
 
 static const char *const cfg_sec_keys[SEC_NR][8] = {
@@ -441,6 +445,7 @@ static const char *const cfg_sec_keys[SEC_NR][8] = {
     [SEC_NET] = { "tap", "mac", "queues", "queue_size", "mtu", "vhost" },
     [SEC_MCE] = { "log" },
     [SEC_CONTROL] = { "enabled", "socket" },
+    [SEC_SANDBOX] = { "seccomp" },
 };
 
 /* Section name -> kind; for [disk.N] and [net.N] also the index.  NULL or
@@ -1031,6 +1036,18 @@ static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
     return 0;
 }
 
+static int cfg_sandbox(struct cfg_ctx *c, struct dvmm_config *out)
+{
+    static const char *const modes[] = { "yes", "log", "no" };
+    unsigned e;
+    int rc;
+
+    if ((rc = cfg_get_enum(c, "sandbox", "seccomp", modes, 3, CFG_SECCOMP_LOG, &e)))
+        return rc;
+    out->sandbox.seccomp = (enum cfg_seccomp)e;
+    return 0;
+}
+
 /* ---- file reading ------------------------------------------------------ */
 
 /* iniparser's error callback takes no context pointer, so the message it
@@ -1277,7 +1294,7 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
         if ((rc = cfg_copy_path(&c, "mce", "log", raw, out->mce.log, sizeof(out->mce.log))))
             goto out;
     }
-    if ((rc = cfg_control(&c, out)))
+    if ((rc = cfg_control(&c, out)) || (rc = cfg_sandbox(&c, out)))
         goto out;
 out:
     free(c.sets);

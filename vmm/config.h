@@ -4,7 +4,7 @@
  * unreadable file); main turns that into exit code 2 before any VM exists.
  *
  * Sections: [vm] [console] [debug-exit] [memory] [disk.N] [net.N] [mce]
- * [control].
+ * [control] [sandbox].
  * Unknown sections and keys are errors, so typos never pass silently. */
 #ifndef DVMM_CONFIG_H
 #define DVMM_CONFIG_H
@@ -32,6 +32,8 @@ enum cfg_on_reset { CFG_RESET_REBOOT, CFG_RESET_EXIT };
 enum cfg_cache { CFG_CACHE_WRITEBACK, CFG_CACHE_NONE };
 enum cfg_engine { CFG_ENGINE_DEFAULT, CFG_ENGINE_IO_URING, CFG_ENGINE_THREADS };
 enum cfg_vhost { CFG_VHOST_NO, CFG_VHOST_YES, CFG_VHOST_AUTO };
+/* [sandbox] seccomp: enforce (SIGSYS ends dvmm), log only, or off. */
+enum cfg_seccomp { CFG_SECCOMP_YES, CFG_SECCOMP_LOG, CFG_SECCOMP_NO };
 
 struct cfg_disk {
     unsigned index;                /* N of [disk.N] */
@@ -90,6 +92,9 @@ struct dvmm_config {
         bool enabled;              /* default yes */
         char socket[PATH_MAX];     /* default $XDG_RUNTIME_DIR/dvmm-NAME.sock or /run/dvmm/NAME.sock */
     } control;
+    struct {
+        enum cfg_seccomp seccomp;  /* default yes */
+    } sandbox;
 };
 
 /* Host facts the checks depend on, passed in so unit tests are deterministic. */

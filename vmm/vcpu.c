@@ -13,6 +13,7 @@
 
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 #include "vmm/vm.h"
 #include "vmm/vm_mce.h"
 
@@ -448,6 +449,10 @@ static void *vcpu_thread(void *arg)
     v->mce_slot.log_fd = v->vm->mce_log_fd;
     v->mce_slot.encoding = mce_encoding_name(v->vm->mce_enc);
     mce_route_bind_thread(&v->mce_slot);
+    if (sandbox_enter(SBX_VCPU, name) < 0) {
+        vm_request_exit(v->vm, VM_OUT_ERROR, 1);
+        return NULL;
+    }
 
     for (;;) {
         /* Clear the kick flag before looking at the requests: a kick that

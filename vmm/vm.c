@@ -15,6 +15,7 @@
 #include "guest-mem/overhead.h"
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/sandbox.h"
 #include "vmm/term.h"
 #include "vmm/vm_control.h"
 #include "vmm/vm_mce.h"
@@ -250,6 +251,12 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     mce_slot_init(&vm->mce_main, -1);
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
+    /* Before the first thread (gm_open's prefault helpers) exists. */
+    ret = sandbox_init(cfg->sandbox.seccomp == CFG_SECCOMP_YES ? SANDBOX_ENFORCE :
+                       cfg->sandbox.seccomp == CFG_SECCOMP_LOG ? SANDBOX_LOG : SANDBOX_OFF,
+                       err, errlen);
+    if (ret)
+        return ret;
     if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
         errf("vm: bus init: %s", strerror(-ret));
         return ret;
@@ -539,12 +546,23 @@ int vm_run(struct vm *vm)
         l.stdin_on = vm_loop_add(l.epfd, STDIN_FILENO, EPOLLIN) == 0;
     }
 
+    /* The vCPUs filter themselves and then wait at their first checkpoint
+     * until main is in its sandbox too: no guest code runs before. */
+    pthread_mutex_lock(&vm->lock);
+    vm->park_request = true;
+    pthread_mutex_unlock(&vm->lock);
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         if (vcpu_start(&vm->vcpus[i]) < 0) {
             vm_request_exit(vm, VM_OUT_ERROR, 1);
             break;
         }
     }
+    if (sandbox_enter(SBX_MAIN, "main") < 0)
+        vm_request_exit(vm, VM_OUT_ERROR, 1);
+    pthread_mutex_lock(&vm->lock);
+    vm->park_request = vm->user_paused;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
 
     for (;;) {
         struct epoll_event ev[8];
