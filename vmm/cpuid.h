@@ -15,6 +15,10 @@
 
 #include <linux/kvm.h>
 
+/* CPUID 1 ECX: the TSC-deadline LAPIC timer mode.  KVM emulates it and
+ * says so only through KVM_CAP_TSC_DEADLINE_TIMER (vmm/kvm.c sets it). */
+#define CPUID_1_ECX_TSC_DEADLINE (1U << 24)
+
 /* CPUID 0x80000007 EBX, AMD's RAS capabilities. */
 #define CPUID_RAS_EBX_OVERFLOW_RECOV (1U << 0)   /* McaOverflowRecov */
 #define CPUID_RAS_EBX_SUCCOR         (1U << 1)   /* software uncorrectable error containment and recovery */

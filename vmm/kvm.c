@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "vmm/cpuid.h"
 #include "vmm/kvm_caps.h"
 #include "vmm/log.h"
 
@@ -205,6 +206,21 @@ static int kvm_if_irq_line(void *opaque, unsigned irq, int level)
     return 0;
 }
 
+/* KVM emulates the TSC-deadline timer but reports it only as
+ * KVM_CAP_TSC_DEADLINE_TIMER, never in the supported CPUID, so every VMM
+ * sets the bit itself (QEMU and Firecracker do).  Without it Linux
+ * calibrates the LAPIC timer against the PIT, which under nesting fails
+ * its own verification ("APIC timer disabled due to verification
+ * failure"), and the guest then ticks from the PIT broadcast with no
+ * one-shot timers: slower boots and coarse sleeps. */
+static void kvm_cpuid_add_tsc_deadline(int kvm_fd, struct kvm_cpuid2 *c)
+{
+    struct kvm_cpuid_entry2 *leaf1 = cpuid_find(c, 1, 0);
+
+    if (leaf1 && ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+        leaf1->ecx |= CPUID_1_ECX_TSC_DEADLINE;
+}
+
 static int kvm_get_cpuid(struct kvm_vm *vm, char *err, size_t errlen)
 {
     for (unsigned n = 128; n <= 4096; n *= 2) {
@@ -214,6 +230,7 @@ static int kvm_get_cpuid(struct kvm_vm *vm, char *err, size_t errlen)
             return -ENOMEM;
         c->nent = n;
         if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
+            kvm_cpuid_add_tsc_deadline(vm->kvm_fd, c);
             vm->cpuid = c;
             return 0;
         }
