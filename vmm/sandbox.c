@@ -63,10 +63,10 @@ static const struct sbx_rule sbx_main_rules[] = {
     /* the event loop: eventfds, signalfd, console input */
     { SYS_read, A_ANY }, { SYS_epoll_wait, A_ANY }, { SYS_epoll_pwait, A_ANY },
     { SYS_epoll_ctl, A_ANY }, { SYS_close, A_ANY },
-    /* the control socket */
-    { SYS_accept4, A_ANY }, { SYS_recvfrom, A_ANY }, { SYS_recvmsg, A_ANY },
-    { SYS_sendto, A_ANY }, { SYS_sendmsg, A_ANY }, { SYS_getsockopt, A_ANY },
-    { SYS_unlink, A_ANY },
+    /* the control socket; json-c seeds its hash tables (getrandom) */
+    { SYS_getrandom, A_ANY }, { SYS_accept4, A_ANY }, { SYS_recvfrom, A_ANY },
+    { SYS_recvmsg, A_ANY }, { SYS_sendto, A_ANY }, { SYS_sendmsg, A_ANY },
+    { SYS_getsockopt, A_ANY }, { SYS_geteuid, A_ANY }, { SYS_unlink, A_ANY },
     /* KVM (irqchip reset on reboot, routes, serial IRQ), terminal, TAP link */
     { SYS_ioctl, A_IOCTL },
     /* kicks and the MCE path: SIGBUS to a thread, hwpoison */
@@ -517,12 +517,20 @@ int sandbox_thread_create(pthread_t *thread, enum sandbox_kind kind, const char 
 
 int sandbox_enter(enum sandbox_kind kind, const char *name)
 {
+    sigset_t sys;
+
     snprintf(sbx_name, sizeof(sbx_name), "%s", name);
     /* main keeps its comm ("dvmm"): that is what ps and pgrep look for. */
     if (kind != SBX_MAIN && prctl(PR_SET_NAME, sbx_name, 0, 0, 0) < 0)
         log_warn("sandbox: naming thread %s: %s", sbx_name, strerror(errno));
     if (sbx.mode == SANDBOX_OFF || (unsigned)kind >= SBX_NKINDS)
         return 0;
+    /* The kernel resets a blocked SIGSYS to its default action (a core
+     * dump, no line) before it delivers a seccomp trap: workers start with
+     * every signal blocked, so each thread takes it back here. */
+    sigemptyset(&sys);
+    sigaddset(&sys, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sbx.prog[kind]) < 0) {
         int e = errno;
