@@ -687,6 +687,37 @@ static void ctl_reject(struct ctl_server *srv, int fd)
     close(fd);
 }
 
+/* Only dvmm's own uid and root may drive the VM.  The socket's mode (0600)
+ * already keeps others out of its path; this holds even where the file's
+ * mode or directory was opened up, or the descriptor was passed on.
+ * True when the peer may stay; otherwise it is told why and closed. */
+static bool ctl_peer_ok(struct ctl_server *srv, int fd)
+{
+    struct ucred cr;
+    socklen_t len = sizeof(cr);
+    uid_t me = geteuid();
+    char msg[160];
+    int n;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+        log_warn("control %s: refusing a client: SO_PEERCRED: %s", srv->path,
+                 strerror(errno));
+        close(fd);
+        return false;
+    }
+    if (cr.uid == me || cr.uid == 0)
+        return true;
+    log_warn("control %s: refusing a client with uid %u (pid %d): only uid %u "
+             "(dvmm's) and root may connect", srv->path, (unsigned)cr.uid, (int)cr.pid,
+             (unsigned)me);
+    n = snprintf(msg, sizeof(msg), "{\"ok\":false,\"error\":\"permission denied: uid %u "
+                 "is neither dvmm's uid %u nor root\"}\n", (unsigned)cr.uid, (unsigned)me);
+    if (send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        log_debug("control %s: refusal reply: %s", srv->path, strerror(errno));
+    close(fd);
+    return false;
+}
+
 static void ctl_accept(struct ctl_server *srv)
 {
     for (;;) {
@@ -702,6 +733,8 @@ static void ctl_accept(struct ctl_server *srv)
                 log_warn("control %s: accept: %s", srv->path, strerror(errno));
             return;
         }
+        if (!ctl_peer_ok(srv, fd))
+            continue;
         if (srv->nclients >= CTL_MAX_CLIENTS) {
             ctl_reject(srv, fd);
             continue;

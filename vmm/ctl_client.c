@@ -201,7 +201,10 @@ json_object *ctl_client_call(const char *path, json_object *req, int *errp,
     ret = s ? ctl_client_send_all(fd, s, strlen(s)) : -ENOMEM;
     if (!ret)
         ret = ctl_client_send_all(fd, "\n", 1);
-    if (!ret)
+    /* A server that refuses us (a peer it does not accept, too many
+     * clients) writes its reason and closes, maybe before our request went
+     * out: its line is still there to read. */
+    if (!ret || ret == -EPIPE || ret == -ECONNRESET)
         ret = ctl_client_read_line(fd, &line);
     if (ret) {
         *errp = ret;
