@@ -539,7 +539,7 @@ static void touch(const char *p)
     close(fd);
 }
 
-static void cfg_write(struct cfgfix *f, const char *fmt, ...)
+static void cfg_vwrite(struct cfgfix *f, const char *fmt, va_list ap)
 {
     if (!f->dir[0]) {
         snprintf(f->dir, sizeof(f->dir), "/tmp/hc-cfg-XXXXXX");
@@ -553,11 +553,34 @@ static void cfg_write(struct cfgfix *f, const char *fmt, ...)
     FILE *fp = fopen(f->ini, "w");
     assert_non_null(fp);
     fprintf(fp, "[vm]\nkernel = %s\n", f->kernel);
+    vfprintf(fp, fmt, ap);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static void cfg_write(struct cfgfix *f, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(fp, fmt, ap);
+    cfg_vwrite(f, fmt, ap);
     va_end(ap);
-    assert_int_equal(fclose(fp), 0);
+}
+
+/* One --config case: write the config (fmt...), run hostcheck on root, and
+ * expect the line `name` with status st, `want` in its value and, unless
+ * NULL, `advice` in its advice. */
+static void cfg_case(struct cfgfix *f, const char *root, const char *name, enum hc_status st,
+                     const char *want, const char *advice, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vwrite(f, fmt, ap);
+    va_end(ap);
+    struct hc_report *rep = run(root, f->ini);
+    const struct hc_check *c = need(rep, name, st);
+    contains(c->value, want);
+    if (advice)
+        contains(c->advice, advice);
+    free(rep);
 }
 
 static void cfg_cleanup(struct cfgfix *f)
@@ -568,11 +591,62 @@ static void cfg_cleanup(struct cfgfix *f)
     rmdir(f->dir);
 }
 
-static void test_config_dmemfs(void **state)
+/* --config [memory] cases: the tree, the line, its status, what its value
+ * (and, unless NULL, its advice) must contain, and the config after
+ * "[vm]\nkernel = ...\n". */
+static const struct cfg_row {
+    const char *root, *name;
+    enum hc_status st;
+    const char *want, *advice, *ini;
+} cfg_rows[] = {
+    /* the project's module: 3 of 4 dpages free */
+    { FIX "dmemfs-module", "config-memory", HC_OK,
+      "needs 3 x 1G pages, 3 free", NULL,
+      "memory = 3G\n[memory]\nbackend = dmemfs\npath = /mnt/dmem/vm0\n" },
+    /* dvmm run's own message: not a multiple of the dpage size */
+    { FIX "dmemfs-1g", "config-memory", HC_FAIL,
+      "vm.memory=12800M is not a multiple of the dmemfs page size 1G", NULL,
+      "memory = 12800M\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n" },
+    { FIX "dmemfs-1g", "config-memory", HC_FAIL,
+      "needs 13 dpages of 1G but only 12 are free", "reserve more",
+      "memory = 13G\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n" },
+    { FIX "dmemfs-1g", "config-memory", HC_FAIL,
+      "memory.path=/srv/nodmem is not on dmemfs", "dmemfs-setup",
+      "memory = 1G\n[memory]\nbackend = dmemfs\npath = /srv/nodmem\n" },
+    /* 1 GiB pool: 6 free, 1 reserved -> 5 usable */
+    { FIX "vtx", "config-memory", HC_OK,
+      "at /dev/hugepages1G needs 4 x 1G pages, 5 free", NULL,
+      "memory = 4G\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n" },
+    /* 3.5G on 1 GiB pages: hostcheck once called it OK (4 pages rounded
+     * up), but dvmm run refuses RAM that is not a multiple of the page */
+    { FIX "vtx", "config-memory", HC_FAIL,
+      "not a multiple of the hugetlbfs page size 1G", NULL,
+      "memory = 3584M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n" },
+    { FIX "vtx", "config-memory", HC_FAIL,
+      "needs 6 pages of 1G but only 5 are free", "nr_hugepages",
+      "memory = 6G\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n" },
+    /* the 2 MiB mount has an empty pool */
+    { FIX "vtx", "config-memory", HC_FAIL,
+      "needs 32 pages of 2M but only 0 are free", NULL,
+      "memory = 64M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages\n" },
+};
+
+static void test_config_memory(void **state)
 {
     (void)state;
     struct cfgfix f = { 0 };
-    /* 12 free 1 GiB dpages; low and high RAM round up separately */
+    for (size_t i = 0; i < sizeof(cfg_rows) / sizeof(cfg_rows[0]); i++) {
+        const struct cfg_row *r = &cfg_rows[i];
+        cfg_case(&f, r->root, r->name, r->st, r->want, r->advice, r->ini);
+    }
+    cfg_cleanup(&f);
+}
+
+static void test_config_dmemfs_all_ok(void **state)
+{
+    (void)state;
+    struct cfgfix f = { 0 };
+    /* 12 free 1 GiB dpages, a disk, 2 vCPUs: every config line OK */
     cfg_write(&f, "memory = 12G\nvcpus = 2\n[memory]\nbackend = dmemfs\npath = /mnt/dmem/vm0\n"
                   "[disk.0]\npath = %s\n", f.disk);
     struct hc_report *rep = run(FIX "dmemfs-1g", f.ini);
@@ -583,73 +657,17 @@ static void test_config_dmemfs(void **state)
     contains(c->value, "read-write");
     need(rep, "config-vcpus", HC_OK);
     free(rep);
-
-    /* the project's module: 3 of 4 dpages free */
-    cfg_write(&f, "memory = 3G\n[memory]\nbackend = dmemfs\npath = /mnt/dmem/vm0\n");
-    rep = run(FIX "dmemfs-module", f.ini);
-    c = need(rep, "config-memory", HC_OK);
-    contains(c->value, "needs 3 x 1G pages, 3 free");
-    free(rep);
-
-    /* dvmm run's own message: not a multiple of the dpage size */
-    cfg_write(&f, "memory = 12800M\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n");
-    rep = run(FIX "dmemfs-1g", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->value, "vm.memory=12800M is not a multiple of the dmemfs page size 1G");
-    free(rep);
-
-    cfg_write(&f, "memory = 13G\n[memory]\nbackend = dmemfs\npath = /mnt/dmem\n");
-    rep = run(FIX "dmemfs-1g", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->value, "needs 13 dpages of 1G but only 12 are free");
-    contains(c->advice, "reserve more");
-    free(rep);
-
-    cfg_write(&f, "memory = 1G\n[memory]\nbackend = dmemfs\npath = /srv/nodmem\n");
-    rep = run(FIX "dmemfs-1g", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->value, "memory.path=/srv/nodmem is not on dmemfs");
-    contains(c->advice, "dmemfs-setup");
-    free(rep);
     cfg_cleanup(&f);
 }
 
-static void test_config_hugetlbfs_and_vcpus(void **state)
+static void test_config_vcpus_and_errors(void **state)
 {
     (void)state;
     struct cfgfix f = { 0 };
-    /* 1 GiB pool: 6 free, 1 reserved -> 5 usable */
-    cfg_write(&f, "memory = 4G\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n");
-    struct hc_report *rep = run(FIX "vtx", f.ini);
-    const struct hc_check *c = need(rep, "config-memory", HC_OK);
-    contains(c->value, "at /dev/hugepages1G needs 4 x 1G pages, 5 free");
-    free(rep);
-
-    /* 3.5G on 1 GiB pages: hostcheck once called it OK (4 pages rounded
-     * up), but dvmm run refuses RAM that is not a multiple of the page */
-    cfg_write(&f, "memory = 3584M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n");
-    rep = run(FIX "vtx", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->value, "not a multiple of the hugetlbfs page size 1G");
-    free(rep);
-
-    cfg_write(&f, "memory = 6G\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages1G\n");
-    rep = run(FIX "vtx", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->advice, "nr_hugepages");
-    free(rep);
-
-    /* the 2 MiB mount has an empty pool */
-    cfg_write(&f, "memory = 64M\n[memory]\nbackend = hugetlbfs\npath = /dev/hugepages\n");
-    rep = run(FIX "vtx", f.ini);
-    c = need(rep, "config-memory", HC_FAIL);
-    contains(c->value, "needs 32 pages of 2M but only 0 are free");
-    free(rep);
-
     /* no-mf's KVM allows 288 vCPUs */
     cfg_write(&f, "vcpus = 300\nmemory = 64M\n");
-    rep = run(FIX "no-mf", f.ini);
-    c = need(rep, "config-vcpus", HC_FAIL);
+    struct hc_report *rep = run(FIX "no-mf", f.ini);
+    const struct hc_check *c = need(rep, "config-vcpus", HC_FAIL);
     contains(c->value, "300 vCPUs, dvmm allows 255 (KVM 288)");
     need(rep, "config-memory", HC_OK);
     free(rep);
@@ -678,8 +696,9 @@ int main(void)
         cmocka_unit_test(test_empty_root),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_cli),
-        cmocka_unit_test(test_config_dmemfs),
-        cmocka_unit_test(test_config_hugetlbfs_and_vcpus),
+        cmocka_unit_test(test_config_dmemfs_all_ok),
+        cmocka_unit_test(test_config_vcpus_and_errors),
+        cmocka_unit_test(test_config_memory),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, fixtures_present, NULL);
