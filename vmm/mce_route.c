@@ -1,6 +1,7 @@
 #include "vmm/mce_route.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -14,6 +15,11 @@
  * interrupted: each thread that takes SIGBUS (vCPUs, main) binds its own
  * slot, which lives in its vCPU or VM struct. */
 static __thread struct mce_slot *mce_tls_slot;
+/* Likewise for device workers: whether this thread is one, and its armed
+ * guard (innermost first), so the handler can jump back out of a guest
+ * memory access that hit a failed page (struct mce_guard). */
+static __thread bool mce_tls_worker;
+static __thread struct mce_guard *mce_tls_guard;
 
 /* Async-signal-safe formatting for the fatal path: no stdio, no json-c. */
 struct mce_sbuf {
@@ -129,12 +135,46 @@ static void __attribute__((noreturn)) mce_sigbus_fatal(const struct mce_slot *s,
     _exit(1);
 }
 
+/* A memory-failure SIGBUS on a device worker: an AR inside a guard jumps
+ * back to mce_guard_run.  An AO is the main thread's business: the kernel
+ * sends early-kill AOs to the first thread that asked for them (main, which
+ * set PR_MCE_KILL_EARLY before any worker existed), so one here is not
+ * expected; it cannot be passed on (a thread may queue a BUS_MCEERR_* only
+ * to itself), so it is said on stderr and left to the AR that an access to
+ * the page will raise.  Returns only for an AR outside any guard. */
+static void mce_sigbus_worker(const siginfo_t *si)
+{
+    struct mce_guard *g = mce_tls_guard;
+
+    if (si->si_code == BUS_MCEERR_AO) {
+        struct mce_sbuf sb = { .n = 0 };
+
+        mce_sb_str(&sb, "dvmm: warning: an action-optional memory failure at HVA 0x");
+        mce_sb_num(&sb, (uint64_t)(uintptr_t)si->si_addr, 16, 0);
+        mce_sb_str(&sb, " reached a device worker, not the main thread; not routed\n");
+        mce_write_all(STDERR_FILENO, &sb);
+        return;
+    }
+    if (!g || !__atomic_load_n(&g->armed, __ATOMIC_SEQ_CST))
+        return;
+    g->addr = (uint64_t)(uintptr_t)si->si_addr;
+    g->lsb = (unsigned)si->si_addr_lsb;
+    __atomic_store_n(&g->armed, 0, __ATOMIC_SEQ_CST);
+    siglongjmp(g->jb, 1);
+}
+
 static void mce_sigbus(int sig, siginfo_t *si, void *uc)
 {
     struct mce_slot *s = mce_tls_slot;
     unsigned head;
 
     (void)uc;
+    if (mce_tls_worker && (si->si_code == BUS_MCEERR_AR || si->si_code == BUS_MCEERR_AO)) {
+        mce_sigbus_worker(si);
+        if (si->si_code == BUS_MCEERR_AO)
+            return;
+        /* An AR outside a guard: the default action below. */
+    }
     if (!s || (si->si_code != BUS_MCEERR_AR && si->si_code != BUS_MCEERR_AO)) {
         /* Not a memory failure we route (or a thread that takes none):
          * the default action, as if dvmm had no handler. */
@@ -215,4 +255,72 @@ int mce_route_send(pid_t tid, enum mce_kind kind, uint64_t hva, unsigned lsb)
     if (syscall(SYS_rt_tgsigqueueinfo, getpid(), tid, SIGBUS, &si) < 0)
         return -errno;
     return 0;
+}
+
+/* ---- device workers ------------------------------------------------------ */
+
+int mce_guard_thread_init(void)
+{
+    sigset_t bus;
+
+    mce_tls_worker = true;
+    mce_tls_guard = NULL;
+    sigemptyset(&bus);
+    sigaddset(&bus, SIGBUS);
+    return -pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+}
+
+int mce_guard_run(struct mce_guard *g, void (*fn)(void *), void *arg)
+{
+    g->outer = mce_tls_guard;
+    g->addr = 0;
+    g->lsb = 0;
+    /* No signal mask saved: that would cost a syscall per guarded stretch
+     * (per request, per packet); the rare way back unblocks SIGBUS, which
+     * the kernel blocked for the handler, by hand. */
+    if (sigsetjmp(g->jb, 0)) {
+        sigset_t bus;
+
+        sigemptyset(&bus);
+        sigaddset(&bus, SIGBUS);
+        pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+        mce_tls_guard = g->outer;
+        return -EHWPOISON;
+    }
+    mce_tls_guard = g;
+    __atomic_store_n(&g->armed, 1, __ATOMIC_SEQ_CST);
+    fn(arg);
+    __atomic_store_n(&g->armed, 0, __ATOMIC_SEQ_CST);
+    mce_tls_guard = g->outer;
+    return 0;
+}
+
+struct mce_probe {
+    const volatile uint8_t *p;
+    uint64_t len;
+};
+
+static void mce_probe_fn(void *arg)
+{
+    const struct mce_probe *pr = arg;
+    uint64_t off = 0;
+
+    while (off < pr->len) {
+        (void)pr->p[off];
+        /* The first byte of every page the buffer touches. */
+        off = ((((uint64_t)(uintptr_t)pr->p + off) | 4095) + 1) - (uint64_t)(uintptr_t)pr->p;
+    }
+}
+
+int mce_guard_probe(const void *p, uint64_t len, uint64_t *addr, unsigned *lsb)
+{
+    struct mce_probe pr = { .p = p, .len = len };
+    struct mce_guard g;
+    int ret = mce_guard_run(&g, mce_probe_fn, &pr);
+
+    if (ret == -EHWPOISON) {
+        *addr = g.addr;
+        *lsb = g.lsb;
+    }
+    return ret;
 }

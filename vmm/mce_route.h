@@ -5,6 +5,7 @@
 #ifndef DVMM_MCE_ROUTE_H
 #define DVMM_MCE_ROUTE_H
 
+#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -13,10 +14,16 @@
 
 #define MCE_SLOT_RING 16
 
+#define MCE_ORIGIN_LEN 64
+
 struct mce_sig {
     uint64_t addr;      /* si_addr */
     unsigned lsb;       /* si_addr_lsb */
     enum mce_kind kind;
+    /* Who found the failure when it was not a signal (a device worker's
+     * report: "virtio-blk.0 queue 1: read buffer"), else "".  The log's
+     * reason starts with it. */
+    char origin[MCE_ORIGIN_LEN];
 };
 
 /* Written by the signal handler of the owning thread, read by that same
@@ -57,5 +64,40 @@ bool mce_slot_pop(struct mce_slot *slot, struct mce_sig *out);
  * memory-failure code would use (si_code BUS_MCEERR_AR/AO, si_addr,
  * si_addr_lsb), so the real handler runs.  0 or -errno. */
 int mce_route_send(pid_t tid, enum mce_kind kind, uint64_t hva, unsigned lsb);
+
+/* ---- device workers --------------------------------------------------------
+ * A device worker (virtio-blk, virtio-net) reads and writes guest memory
+ * itself: rings, request headers, status bytes, packet copies.  When that
+ * memory has failed, its load or store takes a SIGBUS BUS_MCEERR_AR that the
+ * kernel forces on the thread: an access that cannot be retried, but one the
+ * worker can give up on (fail the request, drop the packet) if the handler
+ * jumps back out of it instead of returning.  A guard is that way back.
+ *
+ * A worker thread calls mce_guard_thread_init once (SIGBUS unblocked: a
+ * forced SIGBUS on a thread that blocks it resets the handler process-wide
+ * and kills dvmm), then runs each stretch of guest-memory access through
+ * mce_guard_run.  An AO that lands on such a thread (the kernel sends them
+ * to main) is said on stderr, not routed.  An AR outside mce_guard_run
+ * still takes the default action: no code outside a guard expects to be
+ * cut short. */
+struct mce_guard {
+    sigjmp_buf jb;
+    volatile int armed;
+    struct mce_guard *outer;    /* the guard this one is nested in, or NULL */
+    uint64_t addr;              /* si_addr of the failure that cut fn short */
+    unsigned lsb;               /* its si_addr_lsb */
+};
+
+/* Make the calling thread a guarded device worker.  0 or -errno. */
+int mce_guard_thread_init(void);
+/* fn(arg) with the guard armed.  0: fn returned; -EHWPOISON: a memory
+ * failure cut it short, g->addr and g->lsb say where.  fn must not hold a
+ * lock, or be inside a non-reentrant library call, while it touches guest
+ * memory: it may never come back from that access.  Nests. */
+int mce_guard_run(struct mce_guard *g, void (*fn)(void *), void *arg);
+/* Whether [p, p+len) can be read, one byte per page, under a guard: 0, or
+ * -EHWPOISON with *addr and *lsb naming the failed page.  For the syscalls
+ * that got EFAULT from a buffer: the kernel copies raise no signal. */
+int mce_guard_probe(const void *p, uint64_t len, uint64_t *addr, unsigned *lsb);
 
 #endif

@@ -3,9 +3,14 @@
  * a self-send) and any AO are recorded and wake the owner; an AR outside it is
  * the thread's own access to a failed page and ends the process with a reason
  * on stderr and a JSON line; a SIGBUS that is not a memory failure takes the
- * default action.  The fatal cases run in a child process. */
+ * default action.  The fatal cases run in a child process.
+ * Device workers' guards: an AR inside mce_guard_run comes back as
+ * -EHWPOISON with the address (nested guards: the innermost), SIGBUS is
+ * deliverable again afterwards, an AO on a worker is not fatal, and an AR
+ * outside any guard still takes the default action. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -223,6 +228,147 @@ static void test_other_sigbus_takes_default_action(void **state)
     assert_string_equal(log, "");
 }
 
+/* ---- device-worker guards ------------------------------------------------ */
+
+/* What a guarded stretch does: its own access "faults" (the kernel's
+ * siginfo, sent to this very thread, arrives before the send returns). */
+static void guard_fault_fn(void *arg)
+{
+    const uint64_t *hva = arg;
+
+    mce_route_send(gettid_(), MCE_AR, *hva, 12);
+    /* Never reached: the handler jumped back to mce_guard_run. */
+    abort();
+}
+
+static void guard_nop_fn(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+struct guard_nest {
+    uint64_t hva;
+    int inner_ret;
+    uint64_t inner_addr;
+    int after;
+};
+
+static void guard_outer_fn(void *arg)
+{
+    struct guard_nest *n = arg;
+    struct mce_guard inner;
+
+    n->inner_ret = mce_guard_run(&inner, guard_fault_fn, &n->hva);
+    n->inner_addr = inner.addr;
+    n->after = 1;
+}
+
+struct guard_result {
+    int init, first, second, nop, nop_ret;
+    uint64_t addr1, addr2;
+    unsigned lsb1;
+    struct guard_nest nest;
+    int outer_ret;
+};
+
+static void *guard_worker(void *arg)
+{
+    struct guard_result *r = arg;
+    struct mce_guard g;
+    uint64_t a = HVA, b = HVA + 0x3000;
+
+    r->init = mce_guard_thread_init();
+    r->first = mce_guard_run(&g, guard_fault_fn, &a);
+    r->addr1 = g.addr;
+    r->lsb1 = g.lsb;
+    /* SIGBUS is blocked while a handler runs; the way back unblocks it, or
+     * this second failure would kill the process. */
+    r->second = mce_guard_run(&g, guard_fault_fn, &b);
+    r->addr2 = g.addr;
+    r->nop_ret = mce_guard_run(&g, guard_nop_fn, &r->nop);
+    r->nest.hva = HVA + 0x5000;
+    r->outer_ret = mce_guard_run(&g, guard_outer_fn, &r->nest);
+    return NULL;
+}
+
+static void test_guard_catches_ar(void **state)
+{
+    struct guard_result r = { 0 };
+    pthread_t t;
+
+    (void)state;
+    assert_int_equal(mce_route_install(), 0);
+    assert_int_equal(pthread_create(&t, NULL, guard_worker, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(r.init, 0);
+    assert_int_equal(r.first, -EHWPOISON);
+    assert_true(r.addr1 == HVA);
+    assert_int_equal(r.lsb1, 12);
+    assert_int_equal(r.second, -EHWPOISON);
+    assert_true(r.addr2 == HVA + 0x3000);
+    assert_int_equal(r.nop_ret, 0);
+    assert_int_equal(r.nop, 1);
+    /* Nested: the inner guard takes it, the outer stretch runs on. */
+    assert_int_equal(r.nest.inner_ret, -EHWPOISON);
+    assert_true(r.nest.inner_addr == HVA + 0x5000);
+    assert_int_equal(r.nest.after, 1);
+    assert_int_equal(r.outer_ret, 0);
+}
+
+static void *ao_worker(void *arg)
+{
+    (void)arg;
+    if (mce_guard_thread_init() < 0)
+        return (void *)1;
+    mce_route_send(gettid_(), MCE_AO, HVA + 0x7000, 12);
+    return NULL;
+}
+
+/* An AO that lands on a worker (the kernel sends them to main) is said on
+ * stderr and survived, guard or not. */
+static void test_worker_ao_not_fatal(void **state)
+{
+    pthread_t t;
+    void *ret;
+
+    (void)state;
+    assert_int_equal(mce_route_install(), 0);
+    assert_int_equal(pthread_create(&t, NULL, ao_worker, NULL), 0);
+    assert_int_equal(pthread_join(t, &ret), 0);
+    assert_null(ret);
+}
+
+static void *unguarded_worker(void *arg)
+{
+    (void)arg;
+    mce_guard_thread_init();
+    mce_route_send(gettid_(), MCE_AR, HVA, 12);
+    return NULL;
+}
+
+/* No guard armed: nothing expects the access to be cut short, so the
+ * default action, as before guards existed. */
+static void test_worker_ar_outside_guard_default(void **state)
+{
+    int status;
+    pid_t pid;
+
+    (void)state;
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        pthread_t t;
+
+        if (mce_route_install() < 0 || pthread_create(&t, NULL, unguarded_worker, NULL))
+            _exit(90);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGBUS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +378,9 @@ int main(void)
         cmocka_unit_test(test_unexpected_ar_is_fatal),
         cmocka_unit_test(test_expected_ar_in_child_survives),
         cmocka_unit_test(test_other_sigbus_takes_default_action),
+        cmocka_unit_test(test_guard_catches_ar),
+        cmocka_unit_test(test_worker_ao_not_fatal),
+        cmocka_unit_test(test_worker_ar_outside_guard_default),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
