@@ -302,6 +302,8 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
      * machine-check encoding follows it. */
     vm->mce_enc = cpuid_vendor_amd(vm->kvm.cpuid) ? MCE_ENC_AMD : MCE_ENC_INTEL;
     vm->mce_main.encoding = mce_encoding_name(vm->mce_enc);
+    /* Devices report failed pages they touch themselves (vm_mce.c). */
+    vm->kvm.vmif.memory_failure = vm_mce_device_failure;
     ret = kvm_vm_map_memory(&vm->kvm, &vm->gm);
     if (ret) {
         errf("vm: registering guest RAM with KVM: %s", strerror(-ret));

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -106,6 +107,24 @@ static void vm_mce_log(struct vm *vm, const struct mce_event *ev)
         log_err("mce: writing the event log: %s", strerror(-ret));
 }
 
+/* The log line of an event a device reported starts its reason with who
+ * found it (device, queue, buffer). */
+static void vm_mce_log_sig(struct vm *vm, const struct mce_event *ev, const struct mce_sig *sig)
+{
+    struct mce_event e;
+    char why[256];
+
+    if (!sig->origin[0]) {
+        vm_mce_log(vm, ev);
+        return;
+    }
+    e = *ev;
+    snprintf(why, sizeof(why), "%.*s: %s", MCE_ORIGIN_LEN, sig->origin,
+             ev->reason ? ev->reason : "");
+    e.reason = why;
+    vm_mce_log(vm, &e);
+}
+
 /* Whether a machine check now would shut the guest down instead of being
  * delivered: KVM turns it into a triple fault while MCIP is still set or
  * before the guest enabled CR4.MCE.  sregs: the vCPU's, or NULL to read
@@ -158,7 +177,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
     ev.page_size = pr.len;
     if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)pr.report, &ev.gpa) < 0) {
         ev.reason = "address outside guest RAM";
-        vm_mce_log(vm, &ev);
+        vm_mce_log_sig(vm, &ev, sig);
         if (sig->kind == MCE_AR) {
             log_err("vcpu%u: action-required memory failure at HVA 0x%llx, which "
                     "is not guest RAM: dvmm itself touched bad memory; stopping",
@@ -184,7 +203,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
 
     if (!v->mce_ready) {
         ev.reason = "no MCE banks on this vCPU";
-        vm_mce_log(vm, &ev);
+        vm_mce_log_sig(vm, &ev, sig);
         goto out;
     }
     mce_encode(vm->mce_enc, sig->kind, ev.gpa, &mce);
@@ -197,7 +216,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         ev.reason = was_poisoned ? "not injected: page already reported"
                                  : "not injected: optional event while a machine "
                                    "check is in progress (MCIP set)";
-        vm_mce_log(vm, &ev);
+        vm_mce_log_sig(vm, &ev, sig);
         goto out;
     }
     if (ioctl(v->fd, KVM_X86_SET_MCE, &mce) < 0) {
@@ -223,7 +242,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
             __atomic_store_n(&vm->mce_last_ns, vm_mce_mono_ns(), __ATOMIC_RELEASE);
         }
     }
-    vm_mce_log(vm, &ev);
+    vm_mce_log_sig(vm, &ev, sig);
 out:
     if (out)
         *out = ev;
@@ -458,7 +477,10 @@ void vm_mce_vcpu_poll(struct vcpu *v)
     }
 }
 
-static void vm_mce_queue(struct vcpu *v, const struct mce_sig *sig)
+/* kick: make the vCPU leave KVM_RUN now.  A device worker queues without
+ * (its sandbox has no way to signal a thread) and wakes main instead, which
+ * kicks (vm_mce_main_poll). */
+static void vm_mce_queue(struct vcpu *v, const struct mce_sig *sig, bool kick)
 {
     bool ok = false;
 
@@ -469,9 +491,9 @@ static void vm_mce_queue(struct vcpu *v, const struct mce_sig *sig)
         ok = true;
     }
     pthread_mutex_unlock(&v->mce_lock);
-    if (ok)
+    if (ok && kick)
         vcpu_kick(v);
-    else
+    else if (!ok)
         log_err("vcpu%u: MCE queue full; dropping an event for HVA 0x%llx",
                 v->idx, (unsigned long long)sig->addr);
 }
@@ -486,7 +508,38 @@ void vm_mce_main_poll(struct vm *vm)
     /* Only AOs land here: an AR on the main thread is its own access to a
      * failed page, which the handler already made fatal. */
     while (mce_slot_pop(&vm->mce_main, &sig))
-        vm_mce_queue(&vm->vcpus[0], &sig);
+        vm_mce_queue(&vm->vcpus[0], &sig, true);
+    /* What device workers queued for vCPU 0 (vm_mce_device_failure). */
+    if (vm->nvcpus && __atomic_load_n(&vm->vcpus[0].mce_nqueued, __ATOMIC_ACQUIRE))
+        vcpu_kick(&vm->vcpus[0]);
+}
+
+/* A device worker's own access met a failed page: to the guest that is
+ * what the kernel's early-kill AO for the page would have said, so it goes
+ * the same way (vCPU 0, AO encoding: #MC for Intel, a deferred error for
+ * AMD; nothing new when the page is already on the list). */
+int vm_mce_device_failure(void *opaque, uint64_t hva, unsigned lsb, const char *origin)
+{
+    struct vm *vm = (struct vm *)((char *)opaque - offsetof(struct vm, kvm));
+    struct mce_sig sig = { .addr = hva, .lsb = lsb, .kind = MCE_AO };
+    uint64_t gpa, one = 1;
+
+    snprintf(sig.origin, sizeof(sig.origin), "%s", origin ? origin : "device");
+    if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)(hva & ~4095ULL), &gpa) == 0)
+        log_warn("%s: memory failure at GPA 0x%llx (HVA 0x%llx): the request fails, "
+                 "the page is reported to the guest through vCPU 0", sig.origin,
+                 (unsigned long long)(gpa & ~4095ULL), (unsigned long long)hva);
+    else
+        log_warn("%s: memory failure at HVA 0x%llx, outside guest RAM", sig.origin,
+                 (unsigned long long)hva);
+    vm_mce_queue(&vm->vcpus[0], &sig, false);
+    if (write(vm->mce_main.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+        int e = errno;
+
+        log_err("%s: waking the main thread for vCPU 0: %s", sig.origin, strerror(e));
+        return -e;
+    }
+    return 0;
 }
 
 /* The address and lsb the kernel would report for a failure in the page at

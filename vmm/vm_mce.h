@@ -29,6 +29,9 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
 void vm_mce_user_poll(struct vm *vm);
 /* A vCPU about to park (pause, reboot) gives up its mode=user wait. */
 void vm_mce_user_cancel(struct vcpu *v, const char *why);
+/* vmif's memory_failure for the KVM VM (opaque: its struct kvm_vm, inside
+ * struct vm): queue the failure to vCPU 0 like an AO, logged with origin. */
+int vm_mce_device_failure(void *opaque, uint64_t hva, unsigned lsb, const char *origin);
 int vm_mce_hwpoison(struct vm *vm, uint64_t gpa, json_object *reply);
 
 #endif

@@ -25,6 +25,14 @@ struct vmif {
                  bool assign);
     /* Drive a legacy IRQ line (IOAPIC/PIC pin) for the UART and friends. */
     int (*irq_line)(void *opaque, unsigned irq, int level);
+    /* A device's own access to guest memory at host address `hva` met a
+     * failed page (its worker's guard caught the SIGBUS BUS_MCEERR_AR, or a
+     * probe found the page after a syscall's EFAULT); lsb is si_addr_lsb.
+     * The VM puts the page on its poisoned list and tells the guest as the
+     * kernel's action-optional report would be told (vCPU 0); origin names
+     * device, queue and buffer for the MCE log.  Any thread; NULL where
+     * nothing stands behind the device. */
+    int (*memory_failure)(void *opaque, uint64_t hva, unsigned lsb, const char *origin);
 };
 
 #endif
