@@ -16,6 +16,7 @@
 
 #include "vmm/log.h"
 #include "vmm/sandbox.h"
+#include "vmm/mce_route.h"
 
 #define BLK_TAG_KICK 1ULL
 #define BLK_TAG_STOP 2ULL
@@ -94,6 +95,63 @@ static int blk_do_sync(struct blk *b, struct blk_req *r)
     }
 }
 
+/* --- memory failures in guest buffers -------------------------------------- */
+
+/* The worker's own access (or its syscall's) met a failed guest page at
+ * hva: count it and hand it to the VM, which poisons the page and tells the
+ * guest.  what: the buffer, for the log ("read buffer", "rings"...). */
+static void blk_report_poison(struct blk_queue *q, uint64_t hva, unsigned lsb,
+                              const char *what)
+{
+    struct blk *b = q->blk;
+    struct vmif *vi = b->vp.vmif;
+    char origin[MCE_ORIGIN_LEN];
+
+    __atomic_fetch_add(&q->npoisoned, 1, __ATOMIC_RELAXED);
+    snprintf(origin, sizeof(origin), "%s queue %u: %s", b->name, q->idx, what);
+    if (vi && vi->memory_failure)
+        vi->memory_failure(vi->opaque, hva, lsb, origin);
+    else
+        log_warn("%s: memory failure at HVA 0x%llx", origin, (unsigned long long)hva);
+}
+
+/* The queue's rings (or a status byte, which the driver would read as an
+ * answer) lie on a failed page: nothing more can be said on this queue. */
+static void blk_poison_broken(struct blk_queue *q, const struct mce_guard *g,
+                              const char *what)
+{
+    struct vq *vq = vp_vq(&q->blk->vp, q->idx);
+    char why[128];
+
+    blk_report_poison(q, g->addr, g->lsb, what);
+    q->rings_lost = true;
+    vq->broken = true;
+    snprintf(why, sizeof(why), "queue %u: memory failure in the %s", q->idx, what);
+    vp_set_needs_reset(&q->blk->vp, why);
+}
+
+/* A read or write failed with EFAULT: the kernel's copy (or O_DIRECT's
+ * page pinning) met a failed page, and sent no signal.  Find
+ * which one by touching each page of the buffers under a guard.  Returns
+ * -EHWPOISON when one was found (and reported), else res. */
+static int blk_find_poison(struct blk_queue *q, struct blk_req *r, int res)
+{
+    uint64_t addr;
+    unsigned lsb;
+
+    if (res != -EFAULT ||
+        (r->op != BLK_OP_READ && r->op != BLK_OP_WRITE))
+        return res;
+    for (unsigned i = 0; i < r->niov; i++) {
+        if (mce_guard_probe(r->iov[i].iov_base, r->iov[i].iov_len, &addr, &lsb) < 0) {
+            blk_report_poison(q, addr, lsb, r->op == BLK_OP_READ ? "read buffer"
+                                                                 : "write buffer");
+            return -EHWPOISON;
+        }
+    }
+    return res;
+}
+
 /* --- completion ------------------------------------------------------------ */
 
 static void blk_release(struct blk_queue *q, struct blk_req *r)
@@ -101,10 +159,26 @@ static void blk_release(struct blk_queue *q, struct blk_req *r)
     q->free[q->nfree++] = r - q->reqs;
 }
 
+struct blk_fin {
+    struct blk_queue *q;
+    struct blk_req *r;
+    uint8_t status;
+};
+
+/* Status byte and used element: guest memory, run under a guard. */
+static void blk_finish_fn(void *arg)
+{
+    struct blk_fin *f = arg;
+    uint32_t len = blk_req_finish(f->r, f->status);
+
+    vq_fill(vp_vq(&f->q->blk->vp, f->q->idx), f->r->elem.head, len);
+}
+
 static void blk_complete(struct blk_queue *q, struct blk_req *r, int res)
 {
     struct blk *b = q->blk;
 
+    res = blk_find_poison(q, r, res);
     if (r->op == BLK_OP_FLUSH) {
         /* After a failed sync the image has lost writes that nobody will
          * retry: no FLUSH may succeed again. */
@@ -121,25 +195,51 @@ static void blk_complete(struct blk_queue *q, struct blk_req *r, int res)
         log_msg(first ? LOG_WARN : LOG_DEBUG,
                 "%s: queue %u: %s at byte %llu (+%llu): %s -> IOERR%s", b->name,
                 q->idx, r->op == BLK_OP_READ ? "read" : r->op == BLK_OP_WRITE ?
-                "write" : r->op == BLK_OP_FLUSH ? "flush" : "discard/zeroes",
+                "write" : r->op == BLK_OP_FLUSH ? "flush" : r->op == BLK_OP_NONE ? "request" :
+                "discard/zeroes",
                 (unsigned long long)r->offset, (unsigned long long)r->len,
                 strerror(-res), first ? " (further errors at debug level)" : "");
     }
     /* A reset is waiting for us: the rings are no longer ours to write. */
-    if (!q->stopping) {
-        uint32_t len = blk_req_finish(r, res < 0 ? VIRTIO_BLK_S_IOERR :
-                                                   VIRTIO_BLK_S_OK);
-        vq_fill(vp_vq(&b->vp, q->idx), r->elem.head, len);
-        q->ncompleted++;
+    if (!q->stopping && !q->rings_lost) {
+        struct blk_fin f = { .q = q, .r = r,
+                             .status = res < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK };
+        struct mce_guard g;
+
+        if (mce_guard_run(&g, blk_finish_fn, &f) < 0)
+            blk_poison_broken(q, &g, "status byte or used ring");
+        else
+            q->ncompleted++;
     }
     blk_release(q, r);
 }
 
+struct blk_notify {
+    struct blk_queue *q;
+    bool notify;
+};
+
+static void blk_flush_fn(void *arg)
+{
+    struct blk_notify *n = arg;
+    struct vq *vq = vp_vq(&n->q->blk->vp, n->q->idx);
+
+    vq_flush(vq);
+    n->notify = vq_should_notify(vq);
+}
+
 static void blk_flush_notify(struct blk_queue *q)
 {
-    struct vq *vq = vp_vq(&q->blk->vp, q->idx);
-    vq_flush(vq);
-    if (vq_should_notify(vq))
+    struct blk_notify n = { .q = q };
+    struct mce_guard g;
+
+    if (q->rings_lost)
+        return;
+    if (mce_guard_run(&g, blk_flush_fn, &n) < 0) {
+        blk_poison_broken(q, &g, "used ring");
+        return;
+    }
+    if (n.notify)
         vp_notify_queue(&q->blk->vp, q->idx);
 }
 
@@ -205,9 +305,18 @@ static void blk_uring_done(struct blk_queue *q, struct blk_req *r, int res)
 
 /* --- the queue worker ------------------------------------------------------ */
 
+/* Which request a memory failure would cut short (NULL: the rings).  The
+ * signal fence keeps the compiler from moving guest accesses across it. */
+static void blk_set_cur(struct blk_queue *q, struct blk_req *r)
+{
+    __atomic_store_n(&q->cur, r, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
 /* Pop and start everything available.  True when a used element was filled
- * (the caller flushes and maybe interrupts). */
-static bool blk_process(struct blk_queue *q)
+ * (the caller flushes and maybe interrupts).  Runs under the worker's
+ * guard: see blk_process. */
+static bool blk_process_pass(struct blk_queue *q)
 {
     struct blk *b = q->blk;
     struct vq *vq = vp_vq(&b->vp, q->idx);
@@ -227,7 +336,10 @@ static bool blk_process(struct blk_queue *q)
                 return filled;
             }
             q->nfree--;
-            if (blk_req_parse(r, &b->lim) < 0) {
+            blk_set_cur(q, r);
+            int pr = blk_req_parse(r, &b->lim);
+            blk_set_cur(q, NULL);
+            if (pr < 0) {
                 char why[128];
                 snprintf(why, sizeof(why),
                          "queue %u: request %u has no status byte", q->idx,
@@ -262,12 +374,62 @@ static bool blk_process(struct blk_queue *q)
     return filled;
 }
 
+struct blk_run {
+    struct blk_queue *q;
+    bool filled;
+};
+
+static void blk_process_fn(void *arg)
+{
+    struct blk_run *run = arg;
+
+    if (blk_process_pass(run->q))
+        run->filled = true;
+}
+
+/* blk_process_pass under a guard.  A failed page in a request's header or
+ * GET_ID buffer fails that request and the pass goes on; one in the rings
+ * or descriptor tables ends the queue (NEEDS_RESET). */
+static bool blk_process(struct blk_queue *q)
+{
+    struct blk_run run = { .q = q };
+    struct mce_guard g;
+
+    while (!q->rings_lost && mce_guard_run(&g, blk_process_fn, &run) < 0) {
+        struct blk_req *r = __atomic_load_n(&q->cur, __ATOMIC_RELAXED);
+
+        /* The pass may have filled used elements before it was cut short. */
+        run.filled = true;
+        blk_set_cur(q, NULL);
+        if (!r) {
+            blk_poison_broken(q, &g, "rings or descriptor table");
+            break;
+        }
+        blk_report_poison(q, g.addr, g.lsb, "request header or id buffer");
+        r->op = BLK_OP_NONE;
+        blk_complete(q, r, -EHWPOISON);
+    }
+    return run.filled;
+}
+
+/* Every signal but SIGBUS stays blocked (blk_start); the guard needs it. */
+static void blk_worker_init(struct blk_queue *q)
+{
+    int r = mce_guard_thread_init();
+
+    if (r < 0)
+        log_warn("%s: queue %u: unblocking SIGBUS: %s; a memory failure in guest "
+                 "memory this worker touches ends dvmm", q->blk->name, q->idx,
+                 strerror(-r));
+}
+
 static void *blk_worker_uring(void *arg)
 {
     struct blk_queue *q = arg;
     struct blk *b = q->blk;
     int kick = vp_kick_fd(&b->vp, q->idx);
 
+    blk_worker_init(q);
     blk_arm_poll(q, kick, BLK_TAG_KICK);
     blk_arm_poll(q, q->stop_fd, BLK_TAG_STOP);
     if (blk_process(q))
@@ -319,6 +481,7 @@ static void *blk_worker_sync(void *arg)
     struct blk *b = q->blk;
     int kick = vp_kick_fd(&b->vp, q->idx);
 
+    blk_worker_init(q);
     if (blk_process(q))
         blk_flush_notify(q);
     for (;;) {
@@ -382,6 +545,7 @@ static int blk_start(void *opaque)
         q->inflight = 0;
         q->stopping = false;
         q->backlog = false;
+        q->rings_lost = false;
         blk_drain_fd(q->stop_fd);
         if (b->use_uring) {
             int r = io_uring_queue_init(2 * size + 4, &q->ring, 0);
@@ -393,8 +557,8 @@ static int blk_start(void *opaque)
             }
             q->ring_ok = true;
         }
-        /* Only vCPU threads and main may take SIGBUS (MCE routing), and
-         * SIGINT/SIGTERM belong to main's signalfd. */
+        /* SIGINT/SIGTERM belong to main's signalfd; the worker unblocks
+         * SIGBUS itself (blk_worker_init) for its memory-failure guard. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -27,8 +27,16 @@
  * every buffer anyway), so nothing is written to the old rings and no
  * interrupt fires once the reset write returns.
  *
- * Worker threads block all signals: SIGBUS belongs to vCPU threads and main
- * (the MCE design), SIGINT/SIGTERM to main's signalfd. */
+ * Memory failures: a worker whose own load or store of guest memory hits a
+ * failed page (SIGBUS BUS_MCEERR_AR, caught by its mce_guard), or whose
+ * read/write got EFAULT from one (found by probing the buffers), fails the
+ * request with IOERR and reports the page through vmif->memory_failure; a
+ * failure in the rings or a status byte sets NEEDS_RESET instead.  dvmm
+ * goes on either way.
+ *
+ * Worker threads block every signal but SIGBUS: SIGINT/SIGTERM belong to
+ * main's signalfd; SIGBUS must stay deliverable, or the kernel's forced
+ * SIGBUS would reset the handler and kill dvmm (mce_route.h, guards). */
 #ifndef DVMM_BLK_H
 #define DVMM_BLK_H
 
@@ -60,6 +68,10 @@ struct blk_queue {
     bool backlog;                /* stopped popping for lack of slots */
     uint64_t ncompleted;         /* for tests and stats */
     uint64_t nerrors;            /* backend errors turned into IOERR */
+    uint64_t npoisoned;          /* failed guest pages met (atomic) */
+    bool rings_lost;             /* a memory failure hit the rings or a status
+                                  * byte: nothing more is written there */
+    struct blk_req *cur;         /* being parsed: what a failure cuts short */
 };
 
 struct blk {
