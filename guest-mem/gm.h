@@ -84,6 +84,10 @@ struct guest_mem {
     const struct gm_host *host;
     /* Taken just before guest RAM is mapped, for gm_overhead_measure. */
     struct gm_overhead_snapshot ovh_base;
+    /* Every byte of guest RAM still reads as zero (gm_open's fresh or
+     * truncated backing; the kernel loader clears it once it writes): the
+     * loader need not clear a bss, and fault in its pages, on first boot. */
+    bool pristine;
 };
 
 /* Pure arithmetic: fill `out` for `ram_size` bytes (rounded up to 4 KiB).

@@ -225,6 +225,7 @@ int gm_open_host(struct guest_mem *gm, const struct gm_config *cfg,
             goto fail;
         }
     }
+    gm->pristine = true;
     log_info("guest-mem: %s, %s in %u region(s), host page %s, HVA %p%s",
              gm_backend_name(cfg->backend),
              gm_fmt_size(gm->layout.ram_size, (char[32]){0}, 32), gm->layout.nr,

@@ -74,10 +74,46 @@ static int loader_range_check(const struct loader_target *t, const char *what,
     return 0;
 }
 
-static int loader_bzimage(const struct loader_target *t, const uint8_t *img, size_t len,
+/* An image: its first head_len bytes in memory (all of it for
+ * loader_kernel_buf), the rest read from fd only where the loader copies
+ * it into guest RAM.  A kernel file's loadable bytes so go straight into
+ * guest RAM, one read each, and its other bytes (symbols, debug info, the
+ * bzImage's real-mode setup) are never read. */
+struct loader_img {
+    const uint8_t *head;
+    size_t head_len;
+    size_t len;                 /* the whole image */
+    int fd;                     /* -1: head is the whole image */
+    const char *path;
+};
+
+static int loader_pread_all(int fd, void *dst, uint64_t off, uint64_t len,
+                            const char *key, const char *path, char *err, size_t errlen);
+
+/* Copy image bytes [off, off+n), which the caller checked against im->len,
+ * to dst.  A file that shrinks or fails mid-way leaves guest RAM partly
+ * written: the image itself was valid, the host's file went wrong. */
+static int loader_img_copy(const struct loader_img *im, void *dst, uint64_t off, uint64_t n,
+                           char *err, size_t errlen)
+{
+    uint64_t from_head = 0;
+
+    if (off < im->head_len) {
+        from_head = im->head_len - off < n ? im->head_len - off : n;
+        memcpy(dst, im->head + off, from_head);
+    }
+    if (from_head == n)
+        return 0;
+    return loader_pread_all(im->fd, (uint8_t *)dst + from_head, off + from_head,
+                            n - from_head, "vm.kernel", im->path, err, errlen);
+}
+
+static int loader_bzimage(const struct loader_target *t, const struct loader_img *im,
                           const char *what, struct loader_kernel *out,
                           char *err, size_t errlen)
 {
+    const uint8_t *img = im->head;
+    size_t len = im->len;
     struct setup_header *h = &out->hdr;
     size_t hdr_end = BZ_MAGIC_OFF + img[BZ_MAGIC_OFF - 1];
     size_t setup_size, payload;
@@ -87,7 +123,8 @@ static int loader_bzimage(const struct loader_target *t, const uint8_t *img, siz
     memset(h, 0, sizeof(*h));
     if (hdr_end > BZ_HDR_OFF + sizeof(*h))
         hdr_end = BZ_HDR_OFF + sizeof(*h);
-    if (hdr_end > len)
+    /* The head holds at least LOADER_HEAD bytes (> hdr_end) or the whole image. */
+    if (hdr_end > im->head_len)
         return log_fail(err, errlen, -EINVAL,
                            "%s: truncated bzImage (%zu bytes, setup header ends at 0x%zx)",
                            what, len, hdr_end);
@@ -136,7 +173,10 @@ static int loader_bzimage(const struct loader_target *t, const uint8_t *img, siz
     if (rc < 0)
         return rc;
 
-    memcpy(gm_gpa_to_hva(t->gm, load, payload), img + setup_size, payload);
+    rc = loader_img_copy(im, gm_gpa_to_hva(t->gm, load, payload), setup_size, payload,
+                         err, errlen);
+    if (rc < 0)
+        return rc;
     out->kind = LOADER_BZIMAGE;
     out->start = load;
     out->end = load + need;
@@ -144,10 +184,27 @@ static int loader_bzimage(const struct loader_target *t, const uint8_t *img, siz
     return 0;
 }
 
-static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_t len,
+/* Whether [a, a+alen) meets a PT_LOAD segment before segment `upto` (the
+ * ones already written). */
+static bool loader_elf_overlaps(const uint8_t *phdrs, unsigned upto, uint64_t a, uint64_t alen)
+{
+    for (unsigned i = 0; i < upto; i++) {
+        Elf64_Phdr ph;
+
+        memcpy(&ph, phdrs + (uint64_t)i * sizeof(ph), sizeof(ph));
+        if (ph.p_type == PT_LOAD && ph.p_memsz && ph.p_paddr < a + alen &&
+            a < ph.p_paddr + ph.p_memsz)
+            return true;
+    }
+    return false;
+}
+
+static int loader_elf64(const struct loader_target *t, const struct loader_img *im,
                         const char *what, struct loader_kernel *out,
                         char *err, size_t errlen)
 {
+    const uint8_t *img = im->head;
+    size_t len = im->len;
     Elf64_Ehdr eh;
     uint64_t start = UINT64_MAX, end = 0, entry = 0;
     bool entry_found = false;
@@ -165,8 +222,9 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
                            what, eh.e_machine);
     if (eh.e_type != ET_EXEC)
         return log_fail(err, errlen, -EINVAL, "%s: ELF type %u is not ET_EXEC", what, eh.e_type);
+    /* loader_kernel_file puts the program headers in the head. */
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 ||
-        eh.e_phoff > len || (len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
+        eh.e_phoff > im->head_len || (im->head_len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum)
         return log_fail(err, errlen, -EINVAL,
                            "%s: bad ELF program headers (phoff 0x%llx, %u x %u bytes, file %zu bytes)",
                            what, (unsigned long long)eh.e_phoff, eh.e_phnum, eh.e_phentsize, len);
@@ -182,8 +240,17 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
                 continue;
             if (pass == 1) {
                 uint8_t *dst = gm_gpa_to_hva(t->gm, ph.p_paddr, ph.p_memsz);
-                memcpy(dst, img + ph.p_offset, ph.p_filesz);
-                memset(dst + ph.p_filesz, 0, ph.p_memsz - ph.p_filesz);
+                uint64_t bss = ph.p_paddr + ph.p_filesz, bss_len = ph.p_memsz - ph.p_filesz;
+
+                rc = loader_img_copy(im, dst, ph.p_offset, ph.p_filesz, err, errlen);
+                if (rc < 0)
+                    return rc;
+                /* Untouched guest RAM reads as zero: clearing it would only
+                 * fault in pages the guest may never use (the test guest's
+                 * bss is 3 MiB). */
+                if (!t->gm->pristine ||
+                    loader_elf_overlaps(img + eh.e_phoff, i, bss, bss_len))
+                    memset(dst + ph.p_filesz, 0, bss_len);
                 continue;
             }
             snprintf(part, sizeof(part), "segment %u", i);
@@ -229,23 +296,39 @@ static int loader_elf64(const struct loader_target *t, const uint8_t *img, size_
     return 0;
 }
 
+static int loader_kernel_img(const struct loader_target *t, const struct loader_img *im,
+                             const char *what, struct loader_kernel *out,
+                             char *err, size_t errlen)
+{
+    const uint8_t *b = im->head;
+    uint32_t magic;
+    int rc;
+
+    if (im->head_len >= BZ_MAGIC_OFF + 4) {
+        memcpy(&magic, b + BZ_MAGIC_OFF, 4);
+        if (magic == BZ_MAGIC) {
+            rc = loader_bzimage(t, im, what, out, err, errlen);
+            t->gm->pristine = false;
+            return rc;
+        }
+    }
+    if (im->head_len >= SELFMAG && memcmp(b, ELFMAG, SELFMAG) == 0) {
+        rc = loader_elf64(t, im, what, out, err, errlen);
+        t->gm->pristine = false;
+        return rc;
+    }
+    return log_fail(err, errlen, -ENOEXEC,
+                       "%s: neither a bzImage (no \"HdrS\" at 0x202) nor an ELF64 file (%zu bytes)",
+                       what, im->len);
+}
+
 int loader_kernel_buf(const struct loader_target *t, const void *img, size_t len,
                       const char *what, struct loader_kernel *out,
                       char *err, size_t errlen)
 {
-    const uint8_t *b = img;
-    uint32_t magic;
+    struct loader_img im = { .head = img, .head_len = len, .len = len, .fd = -1 };
 
-    if (len >= BZ_MAGIC_OFF + 4) {
-        memcpy(&magic, b + BZ_MAGIC_OFF, 4);
-        if (magic == BZ_MAGIC)
-            return loader_bzimage(t, b, len, what, out, err, errlen);
-    }
-    if (len >= SELFMAG && memcmp(b, ELFMAG, SELFMAG) == 0)
-        return loader_elf64(t, b, len, what, out, err, errlen);
-    return log_fail(err, errlen, -ENOEXEC,
-                       "%s: neither a bzImage (no \"HdrS\" at 0x202) nor an ELF64 file (%zu bytes)",
-                       what, len);
+    return loader_kernel_img(t, &im, what, out, err, errlen);
 }
 
 /* Open a regular file for reading; *size is its length. */
@@ -270,33 +353,38 @@ static int loader_open(const char *path, const char *key, uint64_t *size,
     return fd;
 }
 
-/* Read exactly len bytes at offset 0; a file that shrank is an error. */
-static int loader_read_all(int fd, void *dst, uint64_t len, const char *key,
-                           const char *path, char *err, size_t errlen)
+/* Read exactly len bytes at off; a file that shrank is an error. */
+static int loader_pread_all(int fd, void *dst, uint64_t off, uint64_t len,
+                            const char *key, const char *path, char *err, size_t errlen)
 {
     uint64_t done = 0;
 
     while (done < len) {
         size_t chunk = len - done > (1U << 30) ? (1U << 30) : (size_t)(len - done);
-        ssize_t n = pread(fd, (uint8_t *)dst + done, chunk, (off_t)done);
+        ssize_t n = pread(fd, (uint8_t *)dst + done, chunk, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return log_fail(err, errlen, -errno, "%s=%s: read: %s", key, path, strerror(errno));
         if (n == 0)
             return log_fail(err, errlen, -EIO, "%s=%s: file shrank to %llu bytes while reading",
-                               key, path, (unsigned long long)done);
+                               key, path, (unsigned long long)(off + done));
         done += (uint64_t)n;
     }
     return 0;
 }
 
+/* The first read of a kernel file: enough for the bzImage setup header
+ * and the program headers of any ordinary ELF (vmlinux has a handful). */
+#define LOADER_HEAD (64U << 10)
+
 int loader_kernel_file(const struct loader_target *t, const char *path,
                        struct loader_kernel *out, char *err, size_t errlen)
 {
     char what[PATH_MAX + 16];
+    struct loader_img im = { .fd = -1, .path = path };
     uint64_t size;
-    void *buf;
+    uint8_t *buf;
     int fd, rc;
 
     fd = loader_open(path, "vm.kernel", &size, err, errlen);
@@ -308,17 +396,40 @@ int loader_kernel_file(const struct loader_target *t, const char *path,
                            "vm.kernel=%s: %llu bytes is larger than guest RAM (%llu bytes)", path,
                            (unsigned long long)size, (unsigned long long)t->gm->layout.ram_size);
     }
-    buf = malloc(size ? size : 1);
+    im.len = (size_t)size;
+    im.head_len = size < LOADER_HEAD ? (size_t)size : LOADER_HEAD;
+    buf = malloc(im.head_len ? im.head_len : 1);
     if (!buf) {
         close(fd);
         return log_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
     }
-    rc = loader_read_all(fd, buf, size, "vm.kernel", path, err, errlen);
-    close(fd);
-    if (rc == 0) {
-        snprintf(what, sizeof(what), "vm.kernel=%s", path);
-        rc = loader_kernel_buf(t, buf, size, what, out, err, errlen);
+    rc = loader_pread_all(fd, buf, 0, im.head_len, "vm.kernel", path, err, errlen);
+    if (rc == 0 && im.head_len < im.len && im.head_len >= sizeof(Elf64_Ehdr) &&
+        memcmp(buf, ELFMAG, SELFMAG) == 0) {
+        Elf64_Ehdr eh;
+
+        /* Program headers past the head (an odd but valid ELF): read it all. */
+        memcpy(&eh, buf, sizeof(eh));
+        if (eh.e_phoff > im.head_len ||
+            (im.head_len - eh.e_phoff) / sizeof(Elf64_Phdr) < eh.e_phnum) {
+            uint8_t *all = realloc(buf, im.len);
+
+            if (!all) {
+                rc = log_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
+            } else {
+                buf = all;
+                im.head_len = im.len;
+                rc = loader_pread_all(fd, buf, 0, im.len, "vm.kernel", path, err, errlen);
+            }
+        }
     }
+    if (rc == 0) {
+        im.head = buf;
+        im.fd = fd;
+        snprintf(what, sizeof(what), "vm.kernel=%s", path);
+        rc = loader_kernel_img(t, &im, what, out, err, errlen);
+    }
+    close(fd);
     free(buf);
     return rc;
 }
@@ -358,7 +469,9 @@ int loader_initrd_file(const struct loader_target *t, const char *path,
         }
         at = gm_align_down(p - len, GM_PAGE_SIZE);
     }
-    rc = loader_read_all(fd, gm_gpa_to_hva(t->gm, at, len), len, "vm.initrd", path, err, errlen);
+    rc = loader_pread_all(fd, gm_gpa_to_hva(t->gm, at, len), 0, len, "vm.initrd", path,
+                          err, errlen);
+    t->gm->pristine = false;
     close(fd);
     if (rc < 0)
         return rc;

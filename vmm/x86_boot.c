@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vmm/e820.h"
 #include "vmm/log.h"
@@ -59,6 +60,14 @@ static uint64_t boot_map_end(const struct guest_mem *gm)
     if (end > X86_BOOT_PD_MAX * GM_GiB)
         end = X86_BOOT_PD_MAX * GM_GiB;
     return end;
+}
+
+static uint64_t boot_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 /* The identity map with 2 MiB leaves: the instruction emulator triple-
@@ -186,6 +195,7 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
         goto out;
     }
 
+    out->t_kernel = out->t_initrd = boot_now_ns();
     initrd_max = (uint32_t)(low_end - 1);
     if (k.kind == LOADER_BZIMAGE)
         initrd_max = k.hdr.version >= 0x0203 ? k.hdr.initrd_addr_max
@@ -196,6 +206,7 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
                                 &initrd_size, err, errlen);
         if (rc < 0)
             goto out;
+        out->t_initrd = boot_now_ns();
     }
 
     bp = gm_gpa_to_hva(gm, X86_BOOT_ZERO_PAGE_GPA, sizeof(*bp));
@@ -251,8 +262,11 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
              (unsigned long long)k.start, (unsigned long long)k.end,
              (unsigned long long)k.entry, (unsigned long long)initrd_size,
              (unsigned long long)initrd_gpa, n, ncpus);
+    out->t_tables = boot_now_ns();
     rc = 0;
 out:
+    /* The guest's RAM now holds what was written here, whatever happened. */
+    gm->pristine = false;
     free(poison);
     return rc;
 }

@@ -69,6 +69,9 @@ struct x86_boot {
     uint64_t map_end;           /* identity map covers [0, map_end) */
     unsigned e820_entries;
     int mptable_len;
+    /* CLOCK_MONOTONIC ns at the end of each part (--trace-startup): kernel,
+     * initrd (equal to t_kernel without one), boot tables. */
+    uint64_t t_kernel, t_initrd, t_tables;
 };
 
 /* The whole boot path into guest memory.  Re-runnable on the same memory
