@@ -77,6 +77,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -1262,8 +1263,15 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
         goto out;
     }
     c.nsets = nsets;
-    if ((rc = cfg_apply_sets(&c, sets, nsets)) ||
-        (rc = cfg_check_names(&c)) ||
+    if ((rc = cfg_apply_sets(&c, sets, nsets)))
+        goto out;
+    {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        out->t_parsed = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+    }
+    if ((rc = cfg_check_names(&c)) ||
         (rc = cfg_vm(&c, lim, out)) ||
         (rc = cfg_console(&c, out)) ||
         (rc = cfg_debug_exit(&c, out)) ||

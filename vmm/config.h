@@ -61,6 +61,9 @@ struct cfg_net {
 
 struct dvmm_config {
     char file[PATH_MAX];
+    /* CLOCK_MONOTONIC ns when the file was read and parsed and --set
+     * applied, before validation (dvmm run --trace-startup). */
+    uint64_t t_parsed;
     struct {
         char name[64];
         unsigned vcpus;            /* default 1 */

@@ -136,7 +136,8 @@ static int parse_run_args(int argc, char **argv, struct cli *c)
     return 0;
 }
 
-static int load_config(const struct cli *c, struct dvmm_config *cfg)
+/* t: where `run` keeps its start-up trace (NULL for `check`). */
+static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t)
 {
     struct cfg_limits lim = { 0 };
     char err[1024];
@@ -148,9 +149,15 @@ static int load_config(const struct cli *c, struct dvmm_config *cfg)
     lim.max_vcpus = 255;
     if (kvm_query_max_vcpus(&kvm_max, err, sizeof(err)) == 0 && kvm_max < lim.max_vcpus)
         lim.max_vcpus = kvm_max;
+    if (t)
+        t[VM_T_KVM_QUERY] = vm_now_ns();
     if (cfg_load(c->file, c->sets, c->nsets, &lim, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "dvmm: %s\n", err);
         return -1;
+    }
+    if (t) {
+        t[VM_T_CFG_PARSE] = cfg->t_parsed;
+        t[VM_T_CFG_CHECK] = vm_now_ns();
     }
     return 0;
 }
@@ -176,7 +183,7 @@ static int cmd_check(int argc, char **argv)
     if (!cfg)
         return 1;
     ret = parse_run_args(argc, argv, &c);
-    if (ret || load_config(&c, cfg) < 0) {
+    if (ret || load_config(&c, cfg, NULL) < 0) {
         free(cfg);
         return ret == 0x100 ? 0 : EXIT_USER;
     }
@@ -256,12 +263,11 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
         return 1;
     }
     ret = parse_run_args(argc, argv, &c);
-    if (ret || load_config(&c, cfg) < 0) {
+    c.opt.t[VM_T_START] = t_start;
+    if (ret || load_config(&c, cfg, c.opt.t) < 0) {
         ret = ret == 0x100 ? 0 : EXIT_USER;
         goto out;
     }
-    c.opt.t_start = t_start;
-    c.opt.t_config = vm_now_ns();
     if (vm_create(vm, cfg, &c.opt, err, sizeof(err)) < 0) {
         fprintf(stderr, "dvmm: %s\n", err);
         ret = vm->config_error ? EXIT_USER : 1;

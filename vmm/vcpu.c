@@ -246,6 +246,20 @@ static int vcpu_set_boot_regs(struct vcpu *v)
     return vcpu_ioctl(v, KVM_SET_REGS, &regs, "KVM_SET_REGS");
 }
 
+int vcpu_init_cpuid(struct vcpu *v)
+{
+    int ret;
+
+    /* The CPUID is the same on every boot, and KVM refuses to change it
+     * once the vCPU has run: newer kernels (seen on 6.18) reject even an
+     * identical table with EINVAL.  So a reboot keeps the first one. */
+    if (v->cpuid_set)
+        return 0;
+    ret = vcpu_set_cpuid(v);
+    v->cpuid_set = ret == 0;
+    return ret;
+}
+
 int vcpu_reset(struct vcpu *v)
 {
     struct kvm_mp_state mp = {
@@ -253,14 +267,8 @@ int vcpu_reset(struct vcpu *v)
     };
     int ret;
 
-    /* The CPUID is the same on every boot, and KVM refuses to change it
-     * once the vCPU has run: newer kernels (seen on 6.18) reject even an
-     * identical table with EINVAL.  So a reboot keeps the first one. */
-    if (!v->cpuid_set) {
-        if ((ret = vcpu_set_cpuid(v)))
-            return ret;
-        v->cpuid_set = true;
-    }
+    if ((ret = vcpu_init_cpuid(v)))
+        return ret;
     if ((ret = vcpu_set_msrs(v)) ||
         (ret = vcpu_set_fpu(v)) || (ret = vcpu_set_lapic(v)))
         return ret;

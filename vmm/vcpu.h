@@ -76,6 +76,8 @@ struct vcpu {
 
 int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen);
 void vcpu_destroy(struct vcpu *v);
+/* KVM_SET_CPUID2, once per vCPU (vcpu_reset does it if not yet done). */
+int vcpu_init_cpuid(struct vcpu *v);
 /* Power-on state: CPUID, MSRs, FPU, LAPIC LINT0/LINT1 and, for the BSP, the
  * long-mode entry registers from vm->boot; APs wait for INIT-SIPI-SIPI. */
 int vcpu_reset(struct vcpu *v);

@@ -35,24 +35,47 @@ enum vm_outcome {
     VM_OUT_ERROR,               /* a host-side failure */
 };
 
-/* Start-up stages, for --trace-startup: CLOCK_MONOTONIC ns, 0 = not reached. */
+/* Start-up stages for --trace-startup: the one table that names them, in
+ * the order they are printed.  A stage runs from the end of the stage
+ * before it on the same thread to its own mark.  The loader's stages run
+ * on their own thread, alongside KVM set-up (x86_boot_load needs guest RAM,
+ * not the VM), from VM_T_MEMORY on; "loader join" is how long main then
+ * still waited for it.  tests/bench/startup.sh reads whatever names
+ * this prints.  X(id, name, on the loader thread, what the mark means) */
+#define VM_STAGES(X)                                                              \
+    X(START, "start", 0, "main() entered (about exec)")                           \
+    X(KVM_QUERY, "kvm query", 0, "/dev/kvm asked for its vCPU limit")             \
+    X(CFG_PARSE, "config parse", 0, "file read, linted, parsed; --set applied")   \
+    X(CFG_CHECK, "config check", 0, "every key validated, named files checked")  \
+    X(MEMORY, "memory", 0, "guest RAM mapped")                                    \
+    X(LOAD_BEGIN, "loader spawn", 0, "kernel loader thread created")              \
+    X(KVM_VM, "KVM_CREATE_VM", 0, "/dev/kvm opened, VM, irqchip, PIT, routes")    \
+    X(MEMSLOTS, "memslots", 0, "guest RAM registered with KVM")                   \
+    X(DEVICES, "devices", 0, "console, legacy devices, PCI, disks, NICs")         \
+    X(VCPU_CREATE, "vcpu create", 0, "KVM_CREATE_VCPU and kvm_run, every vCPU")   \
+    X(KERNEL, "loader: kernel", 1, "kernel checked and read into guest RAM")      \
+    X(INITRD, "loader: initrd", 1, "initrd read into guest RAM")                  \
+    X(BOOT_TABLES, "loader: tables", 1, "zero page, e820, cmdline, paging, MP")   \
+    X(LOAD_JOIN, "loader join", 0, "main has the loader's result")                \
+    X(VCPU_CPUID, "vcpu cpuid", 0, "KVM_SET_CPUID2, every vCPU")                  \
+    X(VCPU_RESET, "vcpu reset", 0, "MSRs, FPU, LAPIC, registers, every vCPU")     \
+    X(RUN_SETUP, "run setup", 0, "signalfd, epoll, handlers, control, console")    \
+    X(FIRST_RUN, "first KVM_RUN", 0, "vCPU threads made, vCPU 0 in KVM_RUN")        \
+    X(EXIT, "guest ran", 0, "the guest's end seen by main")                       \
+    X(DONE, "teardown", 0, "vCPUs joined, disks synced")
+
+/* CLOCK_MONOTONIC ns per stage, 0 = not reached. */
 enum vm_stage {
-    VM_T_START,                 /* main() entered (≈ exec) */
-    VM_T_CONFIG,                /* config parsed and validated */
-    VM_T_MEMORY,                /* guest RAM mapped */
-    VM_T_KVM,                   /* VM, irqchip, memslots, devices */
-    VM_T_LOAD,                  /* kernel, boot_params, tables written */
-    VM_T_VCPUS,                 /* vCPUs created and reset */
-    VM_T_FIRST_RUN,             /* vCPU 0 enters KVM_RUN for the first time */
-    VM_T_EXIT,                  /* the guest's end was seen by main */
-    VM_T_DONE,                  /* vCPUs joined, devices torn down */
+#define VM_STAGE_ENUM(id, name, loader, what) VM_T_##id,
+    VM_STAGES(VM_STAGE_ENUM)
+#undef VM_STAGE_ENUM
     VM_T_NR
 };
 
 struct vm_options {
     bool memstat;               /* print the overhead report */
     bool trace_startup;
-    uint64_t t_start, t_config; /* filled by main */
+    uint64_t t[VM_T_NR];        /* the stages main timed before vm_create */
 };
 
 uint64_t vm_now_ns(void);
