@@ -13,6 +13,7 @@
 
 #include "virtio/vhost_net.h"
 #include "vmm/log.h"
+#include "vmm/mce_route.h"
 #include "vmm/sandbox.h"
 
 #define F(bit) (1ULL << (bit))
@@ -84,6 +85,41 @@ static void net_needs_reset(struct net *n, unsigned q, const char *what)
     vp_set_needs_reset(&n->vp, why);
 }
 
+/* --- memory failures in guest buffers ----------------------------------------- */
+
+/* Count the failed guest page at hva and hand it to the VM, which poisons
+ * it and tells the guest.  what: the buffer, for the log. */
+static void net_report_poison(struct net_pair *p, unsigned q, uint64_t hva, unsigned lsb,
+                              const char *what)
+{
+    struct net *n = p->net;
+    struct vmif *vi = n->vp.vmif;
+    char origin[MCE_ORIGIN_LEN];
+
+    snprintf(origin, sizeof(origin), "%s pair %u queue %u: %s", n->name, p->idx, q, what);
+    if (vi && vi->memory_failure)
+        vi->memory_failure(vi->opaque, hva, lsb, origin);
+    else
+        log_warn("%s: memory failure at HVA 0x%llx", origin, (unsigned long long)hva);
+}
+
+/* After a TAP readv/writev's EFAULT (the kernel's copy met a failed page and
+ * sent no signal): find the page by touching the buffers under a guard.
+ * True when one was found and reported. */
+static bool net_find_poison(struct net_pair *p, unsigned q, const struct iovec *iov,
+                            unsigned niov, const char *what)
+{
+    uint64_t addr;
+    unsigned lsb;
+
+    for (unsigned i = 0; i < niov; i++)
+        if (mce_guard_probe(iov[i].iov_base, iov[i].iov_len, &addr, &lsb) < 0) {
+            net_report_poison(p, q, addr, lsb, what);
+            return true;
+        }
+    return false;
+}
+
 /* --- transmit --------------------------------------------------------------- */
 
 /* 0: the frame went to the TAP or was dropped; -EAGAIN: no room, retry. */
@@ -103,6 +139,11 @@ static int net_tx_send(struct net_pair *p)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
             return -EAGAIN;
+        if (errno == EFAULT &&
+            net_find_poison(p, 2 * p->idx + 1, tx->iov, tx->niov, "TX buffer")) {
+            net_drop(p, false, NET_DROP_MEMORY_FAILURE);
+            return 0;
+        }
         if (!p->warned_tap)
             log_warn("%s: pair %u: TAP write of %zu bytes: %s (dropped; further ones at debug level)",
                      n->name, p->idx, tx->frame_len, strerror(errno));
@@ -321,6 +362,16 @@ static int net_rx_one(struct net_pair *p, struct vq *vq)
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return -EAGAIN;
+        if (errno == EFAULT &&
+            net_find_poison(p, 2 * p->idx, p->rx_iov, p->rx_niov, "RX buffer")) {
+            /* The frame is gone (the TAP dropped it); the held chains go
+             * back empty, which the driver counts as a length error. */
+            net_drop(p, true, NET_DROP_MEMORY_FAILURE);
+            for (unsigned i = 0; i < p->rx_nbuf; i++)
+                p->rx_ulen[i] = 0;
+            net_rx_complete(p, vq, p->rx_nbuf);
+            return 1;
+        }
         /* A detached queue (EBADFD) or a TAP that went away. */
         log_debug("%s: pair %u: TAP read: %s", n->name, p->idx, strerror(errno));
         return -EAGAIN;
@@ -557,10 +608,80 @@ static void net_vhost_loop(struct net_pair *p)
     }
 }
 
+/* One pass of the worker over its queues, under its guard. */
+struct net_pass {
+    struct net_pair *p;
+    bool rx_fill, tx_fill, ctrl_fill;
+    bool blocked, tx_more, rx_more;
+    enum net_rx_wait rxw;
+};
+
+/* Which queue the pass touches now; the fence keeps guest accesses on
+ * their side of the store. */
+static void net_set_cur(struct net_pair *p, unsigned q)
+{
+    __atomic_store_n(&p->cur_q, q, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+static void net_pass_fn(void *arg)
+{
+    struct net_pass *s = arg;
+    struct net_pair *p = s->p;
+    struct net *n = p->net;
+
+    if (p->tx_on) {
+        net_set_cur(p, 2 * p->idx + 1);
+        s->tx_fill = net_tx_run(p, &s->blocked, &s->tx_more);
+    }
+    if (p->rx_on) {
+        net_set_cur(p, 2 * p->idx);
+        s->rx_fill = net_rx_run(p, &s->rxw, &s->rx_more);
+    }
+    if (p->ctrl_on) {
+        net_set_cur(p, n->ctrl_q);
+        s->ctrl_fill = net_ctrl_run(p);
+    }
+    net_set_cur(p, 2 * p->idx + 1);
+    if (s->tx_fill)
+        net_publish(n, 2 * p->idx + 1);
+    net_set_cur(p, 2 * p->idx);
+    if (s->rx_fill)
+        net_publish(n, 2 * p->idx);
+    net_set_cur(p, n->ctrl_q);
+    if (s->ctrl_fill)
+        net_publish(n, n->ctrl_q);
+}
+
+/* The worker's own access to guest memory (a ring, a descriptor table, a
+ * header, the control queue) met a failed page: report it and stop that
+ * queue (NEEDS_RESET), as for a chain that cannot be trusted. */
+static void net_pass_poisoned(struct net_pair *p, const struct mce_guard *g)
+{
+    struct net *n = p->net;
+    unsigned q = __atomic_load_n(&p->cur_q, __ATOMIC_RELAXED);
+
+    net_report_poison(p, q, g->addr, g->lsb, q == n->ctrl_q ? "control queue" :
+                      q & 1 ? "TX ring or header" : "RX ring or buffer");
+    if (q == n->ctrl_q)
+        p->ctrl_on = false;
+    else if (q & 1)
+        p->tx_dead = true;
+    else
+        p->rx_dead = true;
+    vp_vq(&n->vp, q)->broken = true;
+    net_needs_reset(n, q, "memory failure in guest memory the device uses");
+}
+
 static void *net_worker(void *arg)
 {
     struct net_pair *p = arg;
     struct net *n = p->net;
+    int gr = mce_guard_thread_init();
+
+    if (gr < 0)
+        log_warn("%s: pair %u: unblocking SIGBUS: %s; a memory failure in guest memory "
+                 "this worker touches ends dvmm", n->name, p->idx, strerror(-gr));
     if (n->vhost) {
         net_vhost_loop(p);
         return NULL;
@@ -571,22 +692,15 @@ static void *net_worker(void *arg)
     int tap = n->tap.fd[p->idx];
 
     for (;;) {
-        bool rx_fill = false, tx_fill = false, ctrl_fill = false;
-        bool blocked = false, tx_more = false, rx_more = false;
-        enum net_rx_wait rxw = RX_WAIT_NONE;
+        struct net_pass s = { .p = p, .rxw = RX_WAIT_NONE };
+        struct mce_guard g;
 
-        if (p->tx_on)
-            tx_fill = net_tx_run(p, &blocked, &tx_more);
-        if (p->rx_on)
-            rx_fill = net_rx_run(p, &rxw, &rx_more);
-        if (p->ctrl_on)
-            ctrl_fill = net_ctrl_run(p);
-        if (tx_fill)
-            net_publish(n, 2 * p->idx + 1);
-        if (rx_fill)
-            net_publish(n, 2 * p->idx);
-        if (ctrl_fill)
-            net_publish(n, n->ctrl_q);
+        if (mce_guard_run(&g, net_pass_fn, &s) < 0) {
+            net_pass_poisoned(p, &g);
+            continue;
+        }
+        bool blocked = s.blocked, tx_more = s.tx_more, rx_more = s.rx_more;
+        enum net_rx_wait rxw = s.rxw;
 
         struct pollfd pf[5];
         unsigned np = 0;
@@ -716,8 +830,8 @@ static int net_start(void *opaque)
             continue;
         net_drain_fd(p->stop_fd);
         net_drain_fd(p->wake_fd);
-        /* SIGBUS belongs to vCPU threads and main (the MCE design),
-         * SIGINT/SIGTERM to main's signalfd. */
+        /* SIGINT/SIGTERM belong to main's signalfd; the worker unblocks
+         * SIGBUS itself (net_worker) for its memory-failure guard. */
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -911,7 +1025,7 @@ int net_init(struct net *n, const struct cfg_net *cfg, const int *fds, struct pc
     }
 
     struct vp_params vpp = {
-        .name = n->name, .virtio_id = 1 /* VIRTIO_ID_NET */,
+        .name = n->name, .virtio_id = VIRTIO_ID_NET,
         .class_code = 0x020000, .features = n->offered, .nqueues = 2 * n->npairs + 1,
         .queue_size = qsize,
         .cfg_size = offsetof(struct virtio_net_config, mtu) + sizeof(n->vcfg.mtu),

@@ -82,6 +82,8 @@ struct net_pair {
     bool rx_on, tx_on, ctrl_on;     /* queues enabled at DRIVER_OK */
     bool rx_dead, tx_dead, tap_dead;
     bool warned_tap;
+    unsigned cur_q;             /* queue the worker is serving: what a memory
+                                 * failure in its own access cuts short */
 
     /* RX state (worker only) */
     struct iovec *rx_iov;

@@ -16,6 +16,7 @@ static const char *const net_drop_names[NET_DROP_NR] = {
     [NET_DROP_CSUM] = "bad_csum",
     [NET_DROP_GSO] = "bad_gso",
     [NET_DROP_TAP] = "tap_error",
+    [NET_DROP_MEMORY_FAILURE] = "memory_failure",
     [NET_DROP_LINK_DOWN] = "link_down",
     [NET_DROP_RX_CHAIN] = "rx_bad_chain",
     [NET_DROP_NO_ROOM] = "rx_no_room",

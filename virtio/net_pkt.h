@@ -43,6 +43,7 @@ enum net_drop {
     NET_DROP_LINK_DOWN,     /* link set down on the control socket */
     NET_DROP_RX_CHAIN,      /* RX chain not usable (readable, or no room for the header) */
     NET_DROP_NO_ROOM,       /* received frame larger than the guest's buffers */
+    NET_DROP_MEMORY_FAILURE, /* a buffer lies on a failed (poisoned) guest page */
     NET_DROP_NR
 };
 
