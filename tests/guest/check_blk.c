@@ -102,6 +102,7 @@ struct blk_opts {
 	bool ro;
 	bool enospc;
 	bool reset;
+	bool poison;			/* blk_poison=1: blk_poison_run only */
 	uint64_t queues;		/* 0 = not given */
 	char sig[SIG_MAX + 1];
 };
@@ -650,6 +651,103 @@ static void blk_reset_in_flight(struct check_ctx *c)
 	console_puts("# blk: device re-initialised after the reset, data intact\n");
 }
 
+/* ---- a failed page under a request (blk_poison=1) ---------------------- */
+
+#define POISON_SECTOR	64
+
+/* A read whose 16-byte header is `hdr` (not blk_mem's): the device's own
+ * load of the header is what meets a failed page then. */
+static int blk_io_hdr(unsigned q, struct virtio_blk_outhdr *hdr, void *buf, uint32_t len)
+{
+	struct vio_queue *vq = &blk.dev.q[q];
+	struct blk_qmem *m = &blk_mem[q];
+	uint16_t slot = vq->free_head;
+	struct vio_buf b[3];
+	uint8_t st = 0xff;
+	int head;
+
+	if (slot >= VIO_QSIZE)
+		return -1;
+	m->status[slot] = 0xff;
+	b[0] = (struct vio_buf){ (uintptr_t)hdr, sizeof(*hdr), false };
+	b[1] = (struct vio_buf){ (uintptr_t)buf, len, true };
+	b[2] = (struct vio_buf){ (uintptr_t)&m->status[slot], 1, true };
+	head = vio_add(vq, b, 3);
+	if (head < 0)
+		return -1;
+	vio_publish(vq);
+	vio_notify(vq);
+	if (!blk_complete(q, &head, &st, 1))
+		return -1;
+	return st;
+}
+
+/* The harness poisons the host page behind the first page of queue 0's data
+ * area when the guest names it on the console; the kernel's early-kill
+ * report reaches us first (mce_guest_take_ao).  Then the page is the data
+ * buffer of a write and of a read (the host's syscalls get EFAULT), and
+ * holds the header of a third request (the host worker's own load faults):
+ * each must fail with IOERR, with no second machine check (the page was
+ * reported once), and a request on another page must still work. */
+static void blk_poison_run(struct check_ctx *c)
+{
+	uint8_t *bad = blk_mem[0].data;
+	uint32_t *good = (uint32_t *)(blk_mem[0].data + 4 * 4096);
+	uint32_t *back = (uint32_t *)(blk_mem[0].data + 8 * 4096);
+	uint64_t gpa = (uint64_t)(uintptr_t)bad;	/* identity-mapped */
+	unsigned n = 0;
+	int st, st2;
+
+	struct virtio_blk_outhdr *bad_hdr = (struct virtio_blk_outhdr *)(bad + 2048);
+
+	if (!mce_guest_enable(c))
+		return;
+	/* Written now: once the page has failed the guest must not touch it. */
+	bad_hdr->type = VIRTIO_BLK_T_IN;
+	bad_hdr->ioprio = 0;
+	bad_hdr->sector = POISON_SECTOR;
+	console_printf("# blkpoison: buffer gpa 0x%lx\n", gpa);
+	if (!mce_guest_take_ao(c, gpa, &n))
+		return;
+	st = blk_io(0, VIRTIO_BLK_T_OUT, POISON_SECTOR, bad, 4096);
+	console_printf("%s %u - blkpoison write from the failed page: %s\n",
+		       st == VIRTIO_BLK_S_IOERR ? "ok" : "not ok", ++n, blk_status_name(st));
+	if (st != VIRTIO_BLK_S_IOERR)
+		check_fail(c, "write from the failed page: %s, want IOERR", blk_status_name(st));
+	st = blk_io(0, VIRTIO_BLK_T_IN, POISON_SECTOR, bad, 4096);
+	console_printf("%s %u - blkpoison read into the failed page: %s\n",
+		       st == VIRTIO_BLK_S_IOERR ? "ok" : "not ok", ++n, blk_status_name(st));
+	if (st != VIRTIO_BLK_S_IOERR)
+		check_fail(c, "read into the failed page: %s, want IOERR", blk_status_name(st));
+	st = blk_io_hdr(0, bad_hdr, back, 4096);
+	console_printf("%s %u - blkpoison request header on the failed page: %s\n",
+		       st == VIRTIO_BLK_S_IOERR ? "ok" : "not ok", ++n, blk_status_name(st));
+	if (st != VIRTIO_BLK_S_IOERR)
+		check_fail(c, "request with its header on the failed page: %s, want IOERR",
+			   blk_status_name(st));
+	if (mce_guest_quiet(1000)) {
+		console_printf("ok %u - blkpoison no second machine check for the page\n", ++n);
+	} else {
+		console_printf("not ok %u - blkpoison no second machine check for the page\n", ++n);
+		check_fail(c, "a second machine check arrived for a page already reported");
+	}
+	blk_fill(0, POISON_SECTOR + 8, good, 8);
+	st = blk_io(0, VIRTIO_BLK_T_OUT, POISON_SECTOR + 8, good, 4096);
+	memset(back, 0, 4096);
+	st2 = blk_io(0, VIRTIO_BLK_T_IN, POISON_SECTOR + 8, back, 4096);
+	if (st == VIRTIO_BLK_S_OK && st2 == VIRTIO_BLK_S_OK && !memcmp(good, back, 4096)) {
+		console_printf("ok %u - blkpoison another page after the failure: write OK, read OK, "
+			       "data intact\n", ++n);
+	} else {
+		console_printf("not ok %u - blkpoison another page after the failure: write %s, "
+			       "read %s%s\n", ++n, blk_status_name(st), blk_status_name(st2),
+			       st == VIRTIO_BLK_S_OK && st2 == VIRTIO_BLK_S_OK ? ", data differs" : "");
+		check_fail(c, "a request on a good page failed after the memory failure");
+		return;
+	}
+	console_printf("# blkpoison: survived; device status 0x%x\n", vio_status(&blk.dev));
+}
+
 /* ---- the check --------------------------------------------------------- */
 
 static bool blk_parse_opts(struct check_ctx *c, struct blk_opts *o)
@@ -695,6 +793,7 @@ static bool blk_parse_opts(struct check_ctx *c, struct blk_opts *o)
 	FLAG("blk_ro", o->ro);
 	FLAG("blk_expect_enospc", o->enospc);
 	FLAG("blk_reset", o->reset);
+	FLAG("blk_poison", o->poison);
 #undef FLAG
 	rc = cmdline_get_u64(cl, "blk_queues", false, &o->queues);
 	if (rc < 0) {
@@ -803,6 +902,11 @@ void check_blk(struct check_ctx *c)
 	if (!!(blk.negotiated & (1ULL << VIRTIO_BLK_F_RO)) != blk.opt.ro) {
 		check_fail(c, "device %s VIRTIO_BLK_F_RO but blk_ro=%d",
 			   blk.opt.ro ? "does not offer" : "offers", blk.opt.ro);
+		goto out;
+	}
+
+	if (blk.opt.poison) {
+		blk_poison_run(c);
 		goto out;
 	}
 

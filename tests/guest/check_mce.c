@@ -502,6 +502,31 @@ static uint64_t mce_timeout_cycles(const struct check_ctx *c)
 	return secs * tsc_hz();
 }
 
+bool mce_guest_enable(struct check_ctx *c)
+{
+	return mce_enable(c);
+}
+
+bool mce_guest_take_ao(struct check_ctx *c, uint64_t gpa, unsigned *n)
+{
+	const struct mce_case k = {
+		.kind = "ao", .gpa = gpa, .mcg_status = mce_expect.ao_mcg_status,
+		.status = mce_expect.ao_status, .addr = gpa, .polled = mce_expect.ao_polled,
+	};
+
+	return mce_take(c, &k, "", mce_timeout_cycles(c), n);
+}
+
+bool mce_guest_quiet(uint64_t ms)
+{
+	uint64_t before = mce_seen.count;
+	struct mce_seen s;
+
+	if (mce_poll_loop(&s, rdtsc() + ms * (tsc_hz() / 1000)))
+		return false;
+	return mce_seen.count == before;
+}
+
 void check_mce(struct check_ctx *c)
 {
 	uint64_t victim = DEFAULT_VICTIM;

@@ -6,6 +6,7 @@
 #ifndef GUEST_CHECKS_H
 #define GUEST_CHECKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,18 @@ check_fn check_mcebench;
 check_fn check_blk;
 check_fn check_blkcrash;
 check_fn check_net;
+
+/* Pieces of check_mce.c that blk's poison mode reuses.  mce_guest_enable:
+ * CR4.MCE, bank 9 and the #MC hook (fails the check when there is no bank
+ * 9).  mce_guest_take_ao: announce gpa ("# mce: victim gpa ... kind ao"),
+ * then wait up to mce_timeout= seconds for the action-optional report of
+ * it in the encoding of this guest's CPU vendor (Intel: a #MC; AMD: a
+ * deferred error found by polling bank 9) and check it bit for bit; prints
+ * "ok/not ok N - mce ao delivered ..." with ++*n.  mce_guest_quiet: true
+ * when neither a #MC nor a bank-9 record arrives for `ms` milliseconds. */
+bool mce_guest_enable(struct check_ctx *c);
+bool mce_guest_take_ao(struct check_ctx *c, uint64_t gpa, unsigned *n);
+bool mce_guest_quiet(uint64_t ms);
 
 /* Pieces that demo reuses. */
 struct mem_stats {
