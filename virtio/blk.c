@@ -755,7 +755,7 @@ int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
     }
 
     struct vp_params p = {
-        .name = b->name, .virtio_id = 2 /* VIRTIO_ID_BLOCK */,
+        .name = b->name, .virtio_id = VIRTIO_ID_BLOCK,
         .class_code = 0x018000, .features = features, .nqueues = b->nq,
         .queue_size = qsize, .cfg_size = sizeof(b->vcfg),
         .ops = &blk_vp_ops, .opaque = b,

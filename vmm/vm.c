@@ -106,16 +106,6 @@ void vm_request_reset(struct vm *vm)
     vm_wake_main(vm);
 }
 
-bool vm_should_stop(struct vm *vm)
-{
-    bool s;
-
-    pthread_mutex_lock(&vm->lock);
-    s = vm->stopping;
-    pthread_mutex_unlock(&vm->lock);
-    return s;
-}
-
 bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
 {
     bool stop, reset;

@@ -148,7 +148,6 @@ void vm_request_exit(struct vm *vm, enum vm_outcome out, int status);
 void vm_request_reset(struct vm *vm);
 /* vCPU side of parking: returns false when the vCPU must stop. */
 bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
-bool vm_should_stop(struct vm *vm);
 /* Wake the main loop (its event fd), e.g. for a vCPU's finished request. */
 void vm_wake_main(struct vm *vm);
 

@@ -176,7 +176,8 @@ static int ctl_poisoned(void *opaque, json_object *reply)
     return 0;
 }
 
-int vm_pause(struct vm *vm)
+/* The pause and resume commands; vm.c parks and releases the vCPUs. */
+static int vm_pause(struct vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     vm->user_paused = true;
@@ -194,7 +195,7 @@ int vm_pause(struct vm *vm)
     return 0;
 }
 
-int vm_resume(struct vm *vm)
+static int vm_resume(struct vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     vm->user_paused = false;

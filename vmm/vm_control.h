@@ -9,8 +9,5 @@ struct vm;
 
 /* Handlers bound to `vm`, for ctl_server_open. */
 void vm_control_handlers(struct vm *vm, struct ctl_handlers *h);
-/* Pause (park every vCPU) or resume; 0 or -errno.  Also used by tests. */
-int vm_pause(struct vm *vm);
-int vm_resume(struct vm *vm);
 
 #endif

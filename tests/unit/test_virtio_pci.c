@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
 
 #include "tests/unit/test_virtio_pci_mock.h"
 #include "tests/unit/test_virtq_fake.h"
@@ -45,7 +46,7 @@ static int setup(void **state)
     fake_ram_init(&f->ram, 1);
     memcpy(f->devcfg, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
     struct vp_params p = {
-        .name = "vtest", .virtio_id = 2, .class_code = 0x018000,
+        .name = "vtest", .virtio_id = VIRTIO_ID_BLOCK, .class_code = 0x018000,
         .features = 1ULL << VIRTIO_RING_F_EVENT_IDX | 1ULL << 5,
         .nqueues = NQ, .queue_size = 128, .cfg_size = 8, .ops = &dops,
         .opaque = f,
