@@ -54,6 +54,9 @@
  * [sandbox]
  *   seccomp    yes | log | no: per-thread seccomp filters (vmm/sandbox.h);
  *              log lets forbidden calls through and the kernel logs them [yes]
+ *   user       user name: once /dev/kvm, memory, disks, TAPs and the control
+ *              socket are open, dvmm becomes this user and its group, with
+ *              no capabilities                      [none: stay who we are]
  *
  * Booleans: yes/no, true/false, on/off, 1/0; these and other word values
  * (backend, cache, engine, on_reset) are case-insensitive.
@@ -74,6 +77,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -446,7 +450,7 @@ static const char *const cfg_sec_keys[SEC_NR][8] = {
     [SEC_NET] = { "tap", "mac", "queues", "queue_size", "mtu", "vhost" },
     [SEC_MCE] = { "log" },
     [SEC_CONTROL] = { "enabled", "socket" },
-    [SEC_SANDBOX] = { "seccomp" },
+    [SEC_SANDBOX] = { "seccomp", "user" },
 };
 
 /* Section name -> kind; for [disk.N] and [net.N] also the index.  NULL or
@@ -1040,12 +1044,31 @@ static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
 static int cfg_sandbox(struct cfg_ctx *c, struct dvmm_config *out)
 {
     static const char *const modes[] = { "yes", "log", "no" };
+    const char *v;
     unsigned e;
     int rc;
 
     if ((rc = cfg_get_enum(c, "sandbox", "seccomp", modes, 3, CFG_SECCOMP_LOG, &e)))
         return rc;
     out->sandbox.seccomp = (enum cfg_seccomp)e;
+    v = cfg_get(c, "sandbox", "user");
+    if (v) {
+        struct passwd *pw;
+
+        if (!*v || strlen(v) >= sizeof(out->sandbox.user))
+            return cfg_bad(c, "sandbox", "user", v, "use a user name of 1..63 bytes");
+        errno = 0;
+        pw = getpwnam(v);
+        if (!pw) {
+            bool why = errno && errno != ENOENT && errno != ESRCH;
+
+            return cfg_bad(c, "sandbox", "user", v, "no such user%s%s", why ? ": " : "",
+                           why ? strerror(errno) : "");
+        }
+        strcpy(out->sandbox.user, v);
+        out->sandbox.uid = (unsigned)pw->pw_uid;
+        out->sandbox.gid = (unsigned)pw->pw_gid;
+    }
     return 0;
 }
 

@@ -97,6 +97,8 @@ struct dvmm_config {
     } control;
     struct {
         enum cfg_seccomp seccomp;  /* default yes */
+        char user[64];             /* "" = stay who we are */
+        unsigned uid, gid;         /* of user, looked up at load */
     } sandbox;
 };
 

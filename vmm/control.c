@@ -687,6 +687,17 @@ static void ctl_reject(struct ctl_server *srv, int fd)
     close(fd);
 }
 
+int ctl_server_chown(struct ctl_server *srv, unsigned uid, unsigned gid)
+{
+    if (chown(srv->path, (uid_t)uid, (gid_t)gid) < 0) {
+        int e = errno;
+
+        log_err("control %s: chown to %u:%u: %s", srv->path, uid, gid, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
 /* Only dvmm's own uid and root may drive the VM.  The socket's mode (0600)
  * already keeps others out of its path; this holds even where the file's
  * mode or directory was opened up, or the descriptor was passed on.

@@ -101,6 +101,10 @@ struct ctl_server {
  * Errors: -errno with a one-line message naming the path in err. */
 int ctl_server_open(struct ctl_server *srv, const char *path,
                     const struct ctl_handlers *h, char *err, size_t errlen);
+/* Hand the socket file to uid:gid (before dvmm becomes that user).  Only
+ * peers with dvmm's uid or root are served, so this is who may connect.
+ * 0 or -errno (logged). */
+int ctl_server_chown(struct ctl_server *srv, unsigned uid, unsigned gid);
 /* The epoll fd to watch for EPOLLIN. */
 int ctl_server_fd(const struct ctl_server *srv);
 /* Accept, read, answer and write whatever is ready; never blocks.

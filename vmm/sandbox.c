@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <stdio.h>
 #include <sys/utsname.h>
+#include <grp.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -364,6 +365,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct sbx_start *req;          /* the spawner's one pending request */
+    bool spawner_up;                /* set by main before its filter */
 } sbx = {
     .selftest = -1,
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -501,6 +503,11 @@ int sandbox_thread_create(pthread_t *thread, enum sandbox_kind kind, const char 
     snprintf(s.name, sizeof(s.name), "%s", name);
     if (!sbx_filtered)
         return sbx_create_direct(&s);
+    if (!sbx.spawner_up) {
+        /* Only main's filter starts it, and vCPUs wait for that. */
+        log_err("sandbox: %s wants thread %s before the spawner runs", sbx_name, s.name);
+        return -EAGAIN;
+    }
     pthread_mutex_lock(&sbx.lock);
     while (sbx.req)
         pthread_cond_wait(&sbx.cond, &sbx.lock);
@@ -518,6 +525,7 @@ int sandbox_thread_create(pthread_t *thread, enum sandbox_kind kind, const char 
 int sandbox_enter(enum sandbox_kind kind, const char *name)
 {
     sigset_t sys;
+    int rc;
 
     snprintf(sbx_name, sizeof(sbx_name), "%s", name);
     /* main keeps its comm ("dvmm"): that is what ps and pgrep look for. */
@@ -531,6 +539,19 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
     sigemptyset(&sys);
     sigaddset(&sys, SIGSYS);
     pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
+    /* main's turn is the last moment without a filter: the spawner starts
+     * now, with main's final credentials (after sandbox_drop_user). */
+    if (kind == SBX_MAIN && !sbx.spawner_up) {
+        pthread_t spawner;
+
+        rc = sandbox_thread_create(&spawner, SBX_SPAWNER, "dvmm-spawner", sbx_spawner, NULL);
+        if (rc) {
+            log_err("sandbox: spawner thread: %s", strerror(-rc));
+            return rc;
+        }
+        pthread_detach(spawner);
+        sbx.spawner_up = true;
+    }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sbx.prog[kind]) < 0) {
         int e = errno;
@@ -551,11 +572,44 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
     return 0;
 }
 
+int sandbox_drop_user(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    uid_t r, e, su;
+
+    /* No capability may come back: empty the bounding set while we still
+     * may (CAP_SETPCAP), then the ids; a uid change from 0 to non-zero
+     * clears the permitted, effective and ambient sets. */
+    for (int cap = 0; geteuid() == 0 && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return log_fail(err, errlen, -errno, "sandbox.user = '%s': dropping "
+                            "capability %d from the bounding set: %s", user, cap,
+                            strerror(errno));
+    if (setgroups(0, NULL) < 0 && !(errno == EPERM && getegid() == gid))
+        return log_fail(err, errlen, -errno, "sandbox.user = '%s': setgroups: %s%s", user,
+                        strerror(errno), errno == EPERM ? " (dvmm must start as root "
+                        "to change user)" : "");
+    if (setresgid(gid, gid, gid) < 0)
+        return log_fail(err, errlen, -errno, "sandbox.user = '%s': setresgid(%u): %s%s",
+                        user, (unsigned)gid, strerror(errno), errno == EPERM ?
+                        " (dvmm must start as root to change user)" : "");
+    if (setresuid(uid, uid, uid) < 0)
+        return log_fail(err, errlen, -errno, "sandbox.user = '%s': setresuid(%u): %s%s",
+                        user, (unsigned)uid, strerror(errno), errno == EPERM ?
+                        " (dvmm must start as root to change user)" : "");
+    /* Prove it: no way back to root. */
+    if (getresuid(&r, &e, &su) < 0 || r != uid || e != uid || su != uid ||
+        (uid != 0 && setresuid(0, 0, 0) == 0))
+        return log_fail(err, errlen, -EPERM, "sandbox.user = '%s': the uid did not "
+                        "change for good", user);
+    log_info("sandbox: now user %s (uid %u, gid %u), no capabilities", user,
+             (unsigned)uid, (unsigned)gid);
+    return 0;
+}
+
 int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
 {
     const char *st = getenv("DVMM_SANDBOX_SELFTEST");
     struct sigaction sa = { .sa_sigaction = sbx_sigsys, .sa_flags = SA_SIGINFO };
-    pthread_t spawner;
     int rc;
 
     /* Always, sandbox or not: no thread of dvmm ever gains privileges
@@ -586,13 +640,6 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
     if (sigaction(SIGSYS, &sa, NULL) < 0)
         return log_fail(err, errlen, -errno, "sandbox: SIGSYS handler: %s", strerror(errno));
     sbx.mode = mode;
-    /* The spawner is created unfiltered and filters itself first. */
-    rc = sandbox_thread_create(&spawner, SBX_SPAWNER, "dvmm-spawner", sbx_spawner, NULL);
-    if (rc) {
-        sbx.mode = SANDBOX_OFF;
-        return log_fail(err, errlen, rc, "sandbox: spawner thread: %s", strerror(-rc));
-    }
-    pthread_detach(spawner);
     log_info("sandbox: seccomp %s, lists: main %u, vcpu %u, blk %u, net %u, prefault %u "
              "system calls", mode == SANDBOX_LOG ? "log" : "enforced",
              sandbox_list_size(SBX_MAIN), sandbox_list_size(SBX_VCPU),

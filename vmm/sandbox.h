@@ -30,6 +30,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 enum sandbox_mode { SANDBOX_OFF, SANDBOX_LOG, SANDBOX_ENFORCE };
 
@@ -45,8 +46,8 @@ enum sandbox_kind {
 
 /* Once, on the main thread, before any other thread exists: build every
  * kind's filter (BPF, ready to load with one system call), install the
- * SIGSYS handler, read the test hook and start the spawner.  SANDBOX_OFF
- * does nothing.  0 or -errno with one line in err. */
+ * SIGSYS handler and read the test hook; main's sandbox_enter starts the
+ * spawner.  no_new_privs is set even for SANDBOX_OFF.  0 or -errno with one line in err. */
 int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen);
 
 /* The calling thread: remember `name` (for the SIGSYS line; at most 15
@@ -55,6 +56,12 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen);
  * say which one called.  0, or -errno (logged).  A no-op when the sandbox
  * is off. */
 int sandbox_enter(enum sandbox_kind kind, const char *name);
+
+/* Become user uid/gid for good (setgroups, setresgid, setresuid), with an
+ * empty capability bounding set.  On main, while it is dvmm's only
+ * thread (glibc applies the ids to every thread with a signal, which a
+ * filtered thread could not take).  0 or -errno with one line in err. */
+int sandbox_drop_user(const char *user, uid_t uid, gid_t gid, char *err, size_t errlen);
 
 /* pthread_create for a thread of `kind` named `name`, which starts with
  * every signal blocked and enters its sandbox before fn runs.  A filtered

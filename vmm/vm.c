@@ -19,6 +19,7 @@
 #include "vmm/term.h"
 #include "vmm/vm_control.h"
 #include "vmm/vm_mce.h"
+#include "vmm/vm_sandbox.h"
 
 #define errf(...) snprintf(err, errlen, __VA_ARGS__)
 
@@ -608,6 +609,11 @@ int vm_run(struct vm *vm)
         l.stdin_on = vm_loop_add(l.epfd, STDIN_FILENO, EPOLLIN) == 0;
     }
 
+    /* Everything is open: become [sandbox] user before any thread exists. */
+    if (vm_sandbox_user(vm) < 0) {
+        ret = 1;
+        goto out;
+    }
     /* The vCPUs filter themselves and then wait at their first checkpoint
      * until main is in its sandbox too: no guest code runs before. */
     pthread_mutex_lock(&vm->lock);

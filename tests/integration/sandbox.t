@@ -10,7 +10,11 @@
 #     still works under it; with seccomp = no no thread is filtered and
 #     no_new_privs is still set;
 #   - the control socket refuses a peer whose uid is neither dvmm's nor root
-#     (SO_PEERCRED), says so in one log line and tells the client why.
+#     (SO_PEERCRED), says so in one log line and tells the client why;
+#   - [sandbox] user: every thread runs as that user and group with no
+#     capability (/proc/PID/status), the control socket belongs to it; a
+#     reboot-able VM whose kernel the user cannot read is refused at start;
+#     an unknown user is a config error.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 # The net case needs a TAP; inside a nested KVM host that needs the module.
@@ -21,7 +25,7 @@ need_kvm "$@"
 dt_require_build
 NSRUN=tests/lib/net-ns-run
 
-tap_plan 19
+tap_plan 27
 tap_diag "running on $KVM_WHERE"
 
 # selftest KIND NAME THREAD [dvmm options]: the hook for KIND in a one-vCPU
@@ -217,6 +221,81 @@ if [ -n "$table" ] && printf '%s\n' "$table" | awk '$2 != 0 || $3 != 1 {bad=1} E
     tap_ok "seccomp = no: no thread filtered, no_new_privs still on every thread"
 else
     tap_not_ok "seccomp = no: no thread filtered, no_new_privs still on every thread" "$table"
+fi
+
+# --- [sandbox] user: the drop, proven by /proc ------------------------------------------
+drop_user=nobody
+if [ "$(id -u)" -ne 0 ]; then
+    tap_skip "changing user needs root (running as $(id -un))" 7
+elif ! drop_uid=$(id -u "$drop_user" 2>/dev/null); then
+    tap_skip "no user $drop_user on this host" 7
+else
+    drop_gid=$(id -g "$drop_user")
+    name=sbx-user
+    sdir=$DT_OUT/$name.d
+    mkdir -p "$sdir" && chown "$drop_uid:$drop_gid" "$sdir"
+    cat >"$DT_OUT/$name.ini" <<INI
+[vm]
+name = $name
+vcpus = 2
+memory = 128M
+kernel = $DT_GUEST
+cmdline = dvmmtest=none
+on_reset = exit
+[console]
+input = no
+[debug-exit]
+enabled = no
+[control]
+socket = $sdir/ctl.sock
+[sandbox]
+seccomp = yes
+user = $drop_user
+INI
+    "$DT_DVMM" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null &
+    pid=$!
+    for i in $(seq 300); do
+        [ -S "$sdir/ctl.sock" ] && "$DT_DVMM" ctl "$sdir/ctl.sock" status >/dev/null 2>&1 && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    st=$(cat /proc/$pid/status 2>/dev/null)
+    tap_diag "$(printf '%s\n' "$st" | grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):')"
+    tap_is "$(printf '%s\n' "$st" | awk '/^Uid:/ {print $2, $3, $4, $5}')" \
+        "$drop_uid $drop_uid $drop_uid $drop_uid" "user = $drop_user: real, effective, saved and fs uid are $drop_uid"
+    tap_is "$(printf '%s\n' "$st" | awk '/^Gid:/ {print $2, $3, $4, $5}')" \
+        "$drop_gid $drop_gid $drop_gid $drop_gid" "user = $drop_user: every gid is $drop_gid, and no supplementary groups: '$(printf '%s\n' "$st" | awk '/^Groups:/ {print $2}')'"
+    tap_is "$(printf '%s\n' "$st" | awk '/^Cap(Inh|Prm|Eff|Amb|Bnd):/ {printf "%s ", $2}')" \
+        "0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000 " \
+        "user = $drop_user: no capability: inheritable, permitted, effective, bounding, ambient"
+    bad=""
+    for t in /proc/$pid/task/*; do
+        u=$(awk '/^Uid:/ {print $3}' "$t/status" 2>/dev/null)
+        [ -n "$u" ] && [ "$u" != "$drop_uid" ] && bad="$bad $(cat "$t/comm"):$u"
+    done
+    tap_is "${bad:-none}" none "user = $drop_user: every thread (vCPUs, spawner) runs as $drop_uid"
+    tap_is "$(stat -c %U "$sdir/ctl.sock" 2>/dev/null)" "$drop_user" "user = $drop_user: the control socket belongs to $drop_user"
+    "$DT_DVMM" ctl "$sdir/ctl.sock" quit >/dev/null 2>&1
+    wait "$pid"
+    tap_is "$?" 0 "user = $drop_user: quit from root over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
+
+    # A reboot re-reads the kernel: one the user cannot read is refused at start.
+    cp "$DT_GUEST" "$DT_OUT/private.elf" && chmod 0600 "$DT_OUT/private.elf"
+    dvmm_guest sbx-user-reboot 1 128M boot --set sandbox.user=$drop_user \
+        --set "vm.kernel=$DT_OUT/private.elf" --set vm.on_reset=reboot
+    if [ "$DT_RC" = 1 ] && grep -q "sandbox.user = '$drop_user' cannot read vm.kernel '$DT_OUT/private.elf'" "$DT_OUT/sbx-user-reboot.err"; then
+        tap_ok "user = $drop_user with on_reset = reboot and a kernel it cannot read: exit 1 at start, naming both"
+    else
+        tap_not_ok "user = $drop_user with on_reset = reboot and a kernel it cannot read: exit 1 at start, naming both" \
+            "exit status $DT_RC" "$(tail -n 5 "$DT_OUT/sbx-user-reboot.err")"
+    fi
+fi
+dvmm_guest sbx-user-bad 1 128M boot --set sandbox.user=no-such-user-dvmm
+if [ "$DT_RC" = 2 ] && grep -q "sandbox.user = 'no-such-user-dvmm': no such user" "$DT_OUT/sbx-user-bad.err"; then
+    tap_ok "user = an unknown name: exit 2, the message names sandbox.user and the value"
+else
+    tap_not_ok "user = an unknown name: exit 2, the message names sandbox.user and the value" \
+        "exit status $DT_RC" "$(cat "$DT_OUT/sbx-user-bad.err")"
 fi
 
 tap_done

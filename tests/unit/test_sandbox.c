@@ -110,6 +110,29 @@ static void test_config_errors(void **state)
     err[0] = 0;
     assert_int_equal(load("secomp = yes\n", cfg, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "secomp"));
+    err[0] = 0;
+    assert_int_equal(load("user = no-such-user-dvmm\n", cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "sandbox.user = 'no-such-user-dvmm': no such user"));
+    err[0] = 0;
+    assert_int_equal(load("user =\n", cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "sandbox.user"));
+    free(cfg);
+}
+
+/* root exists everywhere: the ids come from the user database. */
+static void test_config_user(void **state)
+{
+    struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    (void)state;
+    assert_non_null(cfg);
+    assert_int_equal(load(NULL, cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->sandbox.user, "");
+    assert_int_equal(load("user = root\n", cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->sandbox.user, "root");
+    assert_int_equal(cfg->sandbox.uid, 0);
+    assert_int_equal(cfg->sandbox.gid, 0);
     free(cfg);
 }
 
@@ -310,6 +333,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_modes),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_user),
         cmocka_unit_test(test_name_table),
         cmocka_unit_test(test_violation_line),
         cmocka_unit_test(test_kind_names),
