@@ -3,7 +3,10 @@
  * without CONFIG_MEMORY_FAILURE (this one) and `mce-inject` refuses what it
  * must, each with the reply's "error" saying why; `mce-inject mode=user`
  * over a real control socket answers only when its vCPU hands back the
- * outcome (here: a vCPU without KVM that gives up). */
+ * outcome (here: a vCPU without KVM that gives up).  A device's report of a
+ * failed page (vmif memory_failure) is queued to vCPU 0 as an AO, wakes
+ * main, and when vCPU 0 handles it the page is on the poisoned list and the
+ * log line's reason starts with the device's words. */
 #include <errno.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -239,6 +242,58 @@ static void test_user_mode_over_socket(void **state)
     unfake_vcpu(vm);
 }
 
+/* What virtio-blk does when its probe finds a failed page. */
+static void test_device_failure_routed_to_vcpu0(void **state)
+{
+    struct vm *vm = *state;
+    uint8_t *hva = gm_gpa_to_hva(&vm->gm, 0x203000, 4096);
+    int lp[2];
+    uint64_t cnt = 0;
+    char line[1024];
+    ssize_t n;
+    json_object *j, *f;
+
+    assert_non_null(hva);
+    fake_vcpu(vm);
+    vm->mce_main.wake_fd = eventfd(0, EFD_NONBLOCK);
+    assert_true(vm->mce_main.wake_fd >= 0);
+    assert_int_equal(pipe(lp), 0);
+    vm->mce_log_fd = lp[1];
+
+    assert_int_equal(vm_mce_device_failure(&vm->kvm, (uint64_t)(uintptr_t)hva + 0x10, 12,
+                                           "virtio-blk.0 queue 0: read buffer"), 0);
+    assert_int_equal(read(vm->mce_main.wake_fd, &cnt, sizeof(cnt)), sizeof(cnt));
+    assert_true(cnt == 1);
+    assert_int_equal(vm->vcpus[0].mce_nqueued, 1);
+    assert_int_equal(vm->vcpus[0].mce_queue[0].kind, MCE_AO);
+    assert_string_equal(vm->vcpus[0].mce_queue[0].origin, "virtio-blk.0 queue 0: read buffer");
+    assert_false(gm_poison_query(&vm->gm, 0x203000));
+
+    /* vCPU 0 after KVM_RUN: this one has no MCE banks, so nothing is
+     * injected, but the page is poisoned and the event logged. */
+    vm_mce_vcpu_poll(&vm->vcpus[0]);
+    assert_int_equal(vm->vcpus[0].mce_nqueued, 0);
+    assert_true(gm_poison_query(&vm->gm, 0x203000));
+    n = read(lp[0], line, sizeof(line) - 1);
+    assert_true(n > 0);
+    line[n] = '\0';
+    j = json_tokener_parse(line);
+    assert_non_null(j);
+    assert_true(json_object_object_get_ex(j, "gpa", &f));
+    assert_string_equal(json_object_get_string(f), "0x203000");
+    assert_true(json_object_object_get_ex(j, "kind", &f));
+    assert_string_equal(json_object_get_string(f), "AO");
+    assert_true(json_object_object_get_ex(j, "reason", &f));
+    assert_string_equal(json_object_get_string(f),
+                        "virtio-blk.0 queue 0: read buffer: no MCE banks on this vCPU");
+    json_object_put(j);
+
+    close(lp[0]);
+    close(lp[1]);
+    close(vm->mce_main.wake_fd);
+    unfake_vcpu(vm);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_inject_no_running_vcpu),
         cmocka_unit_test(test_inject_reply_names_encoding),
         cmocka_unit_test(test_user_mode_over_socket),
+        cmocka_unit_test_setup_teardown(test_device_failure_routed_to_vcpu0, setup, teardown),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
