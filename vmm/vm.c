@@ -293,6 +293,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
                        err, errlen);
     if (ret)
         return ret;
+    vm->t[VM_T_SANDBOX] = vm_now_ns();
     if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
         errf("vm: bus init: %s", strerror(-ret));
         return ret;

@@ -47,6 +47,7 @@ enum vm_outcome {
     X(KVM_QUERY, "kvm query", 0, "/dev/kvm asked for its vCPU limit")             \
     X(CFG_PARSE, "config parse", 0, "file read, linted, parsed; --set applied")   \
     X(CFG_CHECK, "config check", 0, "every key validated, named files checked")  \
+    X(SANDBOX, "sandbox", 0, "seccomp filters built (sandbox_init)")              \
     X(MEMORY, "memory", 0, "guest RAM mapped")                                    \
     X(LOAD_BEGIN, "loader spawn", 0, "kernel loader thread created")              \
     X(KVM_VM, "KVM_CREATE_VM", 0, "/dev/kvm opened, VM, irqchip, PIT, routes")    \
