@@ -120,6 +120,14 @@ static bool net_find_poison(struct net_pair *p, unsigned q, const struct iovec *
     return false;
 }
 
+/* What a memory failure would cut short; the signal fence keeps the
+ * compiler from moving guest accesses across the store. */
+static void net_set_flag(bool *flag, bool on)
+{
+    __atomic_store_n(flag, on, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
 /* --- transmit --------------------------------------------------------------- */
 
 /* 0: the frame went to the TAP or was dropped; -EAGAIN: no room, retry. */
@@ -188,9 +196,11 @@ static bool net_tx_run(struct net_pair *p, bool *blocked, bool *more)
                 return filled;
             }
             budget--;
+            net_set_flag(&p->tx_in_frame, true);
             enum net_drop d = net_link(n) ? net_tx_parse(p->elem, net_features(n),
                                                           n->cfg.mtu, p->txf)
                                           : NET_DROP_LINK_DOWN;
+            net_set_flag(&p->tx_in_frame, false);
             if (d == NET_PASS) {
                 p->tx_head = p->elem->head;
                 if (net_tx_send(p) == -EAGAIN) {
@@ -653,13 +663,42 @@ static void net_pass_fn(void *arg)
         net_publish(n, n->ctrl_q);
 }
 
-/* The worker's own access to guest memory (a ring, a descriptor table, a
- * header, the control queue) met a failed page: report it and stop that
- * queue (NEEDS_RESET), as for a chain that cannot be trusted. */
+struct net_txdrop {
+    struct net_pair *p;
+    unsigned q;
+};
+
+/* Give the dropped frame's chain back (used ring: guest memory). */
+static void net_txdrop_fn(void *arg)
+{
+    struct net_txdrop *t = arg;
+    struct net *n = t->p->net;
+
+    vq_fill(vp_vq(&n->vp, t->q), t->p->elem->head, 0);
+    net_publish(n, t->q);
+}
+
+/* The worker's own access to guest memory met a failed page.  A TX frame's
+ * header: that frame is dropped and counted, its chain given back, and the
+ * queue goes on.  Anything else (a ring, a descriptor table, the RX side,
+ * the control queue): report it and stop that queue (NEEDS_RESET), as for
+ * a chain that cannot be trusted. */
 static void net_pass_poisoned(struct net_pair *p, const struct mce_guard *g)
 {
     struct net *n = p->net;
     unsigned q = __atomic_load_n(&p->cur_q, __ATOMIC_RELAXED);
+
+    if (q == 2 * p->idx + 1 && __atomic_load_n(&p->tx_in_frame, __ATOMIC_RELAXED)) {
+        struct net_txdrop t = { .p = p, .q = q };
+        struct mce_guard g2;
+
+        net_set_flag(&p->tx_in_frame, false);
+        net_report_poison(p, q, g->addr, g->lsb, "TX frame");
+        net_drop(p, false, NET_DROP_MEMORY_FAILURE);
+        if (mce_guard_run(&g2, net_txdrop_fn, &t) == 0)
+            return;
+        g = &g2;
+    }
 
     net_report_poison(p, q, g->addr, g->lsb, q == n->ctrl_q ? "control queue" :
                       q & 1 ? "TX ring or header" : "RX ring or buffer");

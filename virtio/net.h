@@ -84,6 +84,8 @@ struct net_pair {
     bool warned_tap;
     unsigned cur_q;             /* queue the worker is serving: what a memory
                                  * failure in its own access cuts short */
+    bool tx_in_frame;           /* reading a TX frame's header: a failure
+                                 * there drops that frame only */
 
     /* RX state (worker only) */
     struct iovec *rx_iov;
