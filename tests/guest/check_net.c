@@ -100,6 +100,7 @@ struct net_opts {
 	uint8_t mac[6];
 	uint64_t pairs;			/* 0 = not given */
 	bool link, reset;
+	bool poison;			/* net_poison=1: net_poison_run only */
 };
 
 struct net_state {
@@ -747,7 +748,100 @@ static bool net_parse_opts(struct check_ctx *c, struct net_opts *o)
 	}
 	if (rc > 0)
 		o->reset = n != 0;
+	if ((rc = cmdline_get_u64(cl, "net_poison", false, &n)) < 0) {
+		check_fail(c, "malformed net_poison=");
+		return false;
+	}
+	o->poison = rc > 0 && n;
 	return true;
+}
+
+/* ---- frames on a failed page (net_poison=1) -------------------------------- */
+
+/* One page the harness poisons once the guest names it: two ARP requests
+ * are written there first (the guest must not touch it afterwards). */
+static uint8_t net_bad_page[4096] __attribute__((aligned(4096))) DEVMEM;
+static uint8_t net_good_hdr[64] __attribute__((aligned(64)));
+
+/* Queue a TX chain of n buffers on pair 0 and wait until the device gives
+ * it back.  True when it did. */
+static bool net_poison_tx(const struct vio_buf *b, unsigned n)
+{
+	struct vio_queue *q = &net.dev.q[1];
+	int head, got = -1;
+
+	while (vio_get_used(q, NULL) >= 0)
+		;
+	head = vio_add(q, b, n);
+	if (head < 0)
+		return false;
+	vio_publish(q);
+	vio_notify(q);
+	for (uint64_t start = rdtsc(); rdtsc() - start < REPLY_WAIT_CYCLES;) {
+		while ((got = vio_get_used(q, NULL)) >= 0)
+			if (got == head)
+				return true;
+		net_wait_irq();
+	}
+	return false;
+}
+
+/* The kernel's early-kill report of the page comes first
+ * (mce_guest_take_ao).  Then a frame whose header lies on the page (the
+ * host worker's own load faults) and one whose header is elsewhere but
+ * whose Ethernet frame lies on it (the TAP writev gets EFAULT): each chain
+ * must come back (the frame dropped), with no second machine check, and
+ * ARP and ICMP echo on the same pair must still work. */
+static void net_poison_run(struct check_ctx *c)
+{
+	uint8_t *bad = net_bad_page;
+	uint64_t gpa = (uint64_t)(uintptr_t)bad;	/* identity-mapped */
+	char why[160] = "";
+	unsigned n = 0;
+	size_t len;
+	bool ok;
+
+	if (!mce_guest_enable(c))
+		return;
+	memset(bad, 0, HDR);
+	len = arp_frame(bad + HDR, 1, NULL, pair_ip(0), NULL, net.opt.host_ip);
+	memset(net_good_hdr, 0, HDR);
+	arp_frame(bad + 2048, 1, NULL, pair_ip(0), NULL, net.opt.host_ip);
+	console_printf("# netpoison: frame gpa 0x%lx\n", gpa);
+	if (!mce_guest_take_ao(c, gpa, &n))
+		return;
+
+	struct vio_buf one = { gpa, (uint32_t)(HDR + len), false };
+	ok = net_poison_tx(&one, 1);
+	console_printf("%s %u - netpoison TX frame with its header on the failed page: chain given back\n",
+		       ok ? "ok" : "not ok", ++n);
+	if (!ok)
+		check_fail(c, "the TX chain with its header on the failed page never came back");
+	struct vio_buf two[2] = {
+		{ (uintptr_t)net_good_hdr, HDR, false },
+		{ gpa + 2048, (uint32_t)len, false },
+	};
+	ok = net_poison_tx(two, 2);
+	console_printf("%s %u - netpoison TX frame body on the failed page: chain given back\n",
+		       ok ? "ok" : "not ok", ++n);
+	if (!ok)
+		check_fail(c, "the TX chain with its frame on the failed page never came back");
+	if (mce_guest_quiet(1000)) {
+		console_printf("ok %u - netpoison no second machine check for the page\n", ++n);
+	} else {
+		console_printf("not ok %u - netpoison no second machine check for the page\n", ++n);
+		check_fail(c, "a second machine check arrived for a page already reported");
+	}
+	if (exchange(0, "ARP", true, why, sizeof(why)) &&
+	    exchange(0, "ICMP echo", false, why, sizeof(why))) {
+		console_printf("ok %u - netpoison ARP and ICMP echo on pair 0 after the failure\n", ++n);
+	} else {
+		console_printf("not ok %u - netpoison ARP and ICMP echo on pair 0 after the failure # %s\n",
+			       ++n, why);
+		check_fail(c, "%s", why);
+		return;
+	}
+	console_printf("# netpoison: survived; device status 0x%x\n", vio_status(&net.dev));
 }
 
 static unsigned net_start_cpus(struct check_ctx *c, uint32_t *cpus)
@@ -850,6 +944,11 @@ void check_net(struct check_ctx *c)
 	}
 	if (net.opt.pairs && net.max_pairs != net.opt.pairs) {
 		check_fail(c, "max_virtqueue_pairs %u, expected %lu", net.max_pairs, net.opt.pairs);
+		goto out;
+	}
+
+	if (net.opt.poison) {
+		net_poison_run(c);
 		goto out;
 	}
 
