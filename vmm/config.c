@@ -57,6 +57,8 @@
  *   user       user name: once /dev/kvm, memory, disks, TAPs and the control
  *              socket are open, dvmm becomes this user and its group, with
  *              no capabilities                      [none: stay who we are]
+ *   chroot     directory (may be empty) dvmm enters once everything is
+ *              open, before the user change; needs on_reset = exit  [none]
  *
  * Booleans: yes/no, true/false, on/off, 1/0; these and other word values
  * (backend, cache, engine, on_reset) are case-insensitive.
@@ -450,7 +452,7 @@ static const char *const cfg_sec_keys[SEC_NR][8] = {
     [SEC_NET] = { "tap", "mac", "queues", "queue_size", "mtu", "vhost" },
     [SEC_MCE] = { "log" },
     [SEC_CONTROL] = { "enabled", "socket" },
-    [SEC_SANDBOX] = { "seccomp", "user" },
+    [SEC_SANDBOX] = { "seccomp", "user", "chroot" },
 };
 
 /* Section name -> kind; for [disk.N] and [net.N] also the index.  NULL or
@@ -1068,6 +1070,22 @@ static int cfg_sandbox(struct cfg_ctx *c, struct dvmm_config *out)
         strcpy(out->sandbox.user, v);
         out->sandbox.uid = (unsigned)pw->pw_uid;
         out->sandbox.gid = (unsigned)pw->pw_gid;
+    }
+    v = cfg_get(c, "sandbox", "chroot");
+    if (v) {
+        struct stat st;
+
+        if ((rc = cfg_copy_path(c, "sandbox", "chroot", v, out->sandbox.chroot,
+                                sizeof(out->sandbox.chroot))))
+            return rc;
+        if (stat(out->sandbox.chroot, &st) < 0)
+            return cfg_bad(c, "sandbox", "chroot", v, "%s", strerror(errno));
+        if (!S_ISDIR(st.st_mode))
+            return cfg_bad(c, "sandbox", "chroot", v, "not a directory");
+        /* A reboot loads vm.kernel again by its path, which is outside. */
+        if (out->vm.on_reset == CFG_RESET_REBOOT)
+            return cfg_bad(c, "sandbox", "chroot", v, "needs vm.on_reset = exit: a guest "
+                           "reboot loads vm.kernel again by a path outside the chroot");
     }
     return 0;
 }

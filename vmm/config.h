@@ -99,6 +99,7 @@ struct dvmm_config {
         enum cfg_seccomp seccomp;  /* default yes */
         char user[64];             /* "" = stay who we are */
         unsigned uid, gid;         /* of user, looked up at load */
+        char chroot[PATH_MAX];     /* "" = none; needs on_reset = exit */
     } sandbox;
 };
 

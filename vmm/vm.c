@@ -610,8 +610,8 @@ int vm_run(struct vm *vm)
         l.stdin_on = vm_loop_add(l.epfd, STDIN_FILENO, EPOLLIN) == 0;
     }
 
-    /* Everything is open: become [sandbox] user before any thread exists. */
-    if (vm_sandbox_user(vm) < 0) {
+    /* Everything is open: [sandbox] chroot and user, before any thread exists. */
+    if (vm_sandbox_confine(vm) < 0) {
         ret = 1;
         goto out;
     }

@@ -8,20 +8,32 @@
 #include "vmm/sandbox.h"
 #include "vmm/vm.h"
 
-int vm_sandbox_user(struct vm *vm)
+int vm_sandbox_confine(struct vm *vm)
 {
     const struct dvmm_config *cfg = vm->cfg;
     const char *const reread[] = { cfg->vm.kernel, cfg->vm.initrd };
     char err[512];
     int ret;
 
+    /* Clients with dvmm's uid or root only (control.c): after the drop,
+     * the file must belong to the new uid for it to be used at all.  By
+     * path, so before a chroot hides it. */
+    if (cfg->sandbox.user[0] && vm->ctl_open &&
+        (ret = ctl_server_chown(&vm->ctl, cfg->sandbox.uid, cfg->sandbox.gid)) < 0)
+        return ret;
+    /* Everything dvmm will touch by path is open: from here on it sees
+     * only this directory (chroot needs root, so before the user change). */
+    if (cfg->sandbox.chroot[0]) {
+        if (chroot(cfg->sandbox.chroot) < 0 || chdir("/") < 0) {
+            ret = -errno;
+            log_err("%s: sandbox.chroot = '%s': %s", cfg->file, cfg->sandbox.chroot,
+                    strerror(-ret));
+            return ret;
+        }
+        log_info("sandbox: chroot %s", cfg->sandbox.chroot);
+    }
     if (!cfg->sandbox.user[0])
         return 0;
-    /* Clients with dvmm's uid or root only (control.c): after the drop,
-     * the file must belong to the new uid for it to be used at all. */
-    if (vm->ctl_open && (ret = ctl_server_chown(&vm->ctl, cfg->sandbox.uid,
-                                                cfg->sandbox.gid)) < 0)
-        return ret;
     ret = sandbox_drop_user(cfg->sandbox.user, cfg->sandbox.uid, cfg->sandbox.gid,
                             err, sizeof(err));
     if (ret < 0) {
@@ -29,7 +41,8 @@ int vm_sandbox_user(struct vm *vm)
         return ret;
     }
     /* A reboot loads the kernel again by path: say now, not at the
-     * guest's first reset, that the new user cannot. */
+     * guest's first reset, that the new user cannot.  (chroot and reboot
+     * do not go together: the config refuses them.) */
     for (unsigned i = 0; cfg->vm.on_reset == CFG_RESET_REBOOT && i < 2; i++) {
         if (reread[i][0] && access(reread[i], R_OK) < 0) {
             ret = -errno;

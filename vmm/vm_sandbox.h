@@ -5,10 +5,11 @@
 
 struct vm;
 
-/* [sandbox] user: hand the control socket to that user, become it for
- * good, and check that what a guest reboot re-reads (vm.kernel,
- * vm.initrd) is still readable.  Nothing without the key.  On main, before
- * any other thread exists.  0, or -errno after one logged line. */
-int vm_sandbox_user(struct vm *vm);
+/* [sandbox] chroot and user, once everything is open: hand the control
+ * socket to the user, enter the chroot, become the user for good, and
+ * check that what a guest reboot re-reads (vm.kernel, vm.initrd) is still
+ * readable.  Nothing without the keys.  On main, before any other thread
+ * exists.  0, or -errno after one logged line. */
+int vm_sandbox_confine(struct vm *vm);
 
 #endif

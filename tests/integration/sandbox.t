@@ -14,7 +14,9 @@
 #   - [sandbox] user: every thread runs as that user and group with no
 #     capability (/proc/PID/status), the control socket belongs to it; a
 #     reboot-able VM whose kernel the user cannot read is refused at start;
-#     an unknown user is a config error.
+#     an unknown user is a config error;
+#   - [sandbox] chroot: dvmm (the static build when built) runs in an empty
+#     directory; with on_reset = reboot it is a config error.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 # The net case needs a TAP; inside a nested KVM host that needs the module.
@@ -25,7 +27,7 @@ need_kvm "$@"
 dt_require_build
 NSRUN=tests/lib/net-ns-run
 
-tap_plan 27
+tap_plan 31
 tap_diag "running on $KVM_WHERE"
 
 # selftest KIND NAME THREAD [dvmm options]: the hook for KIND in a one-vCPU
@@ -269,7 +271,7 @@ INI
         "0000000000000000 0000000000000000 0000000000000000 0000000000000000 0000000000000000 " \
         "user = $drop_user: no capability: inheritable, permitted, effective, bounding, ambient"
     bad=""
-    for t in /proc/$pid/task/*; do
+    for t in /proc/"$pid"/task/*; do
         u=$(awk '/^Uid:/ {print $3}' "$t/status" 2>/dev/null)
         [ -n "$u" ] && [ "$u" != "$drop_uid" ] && bad="$bad $(cat "$t/comm"):$u"
     done
@@ -290,6 +292,53 @@ INI
             "exit status $DT_RC" "$(tail -n 5 "$DT_OUT/sbx-user-reboot.err")"
     fi
 fi
+# --- [sandbox] chroot: an empty directory, with the static build if there is one ----------
+chroot_bin=$DT_BUILD/dvmm-static
+[ -x "$chroot_bin" ] || chroot_bin=$DT_DVMM
+if [ "$(id -u)" -ne 0 ]; then
+    tap_skip "chroot needs root (running as $(id -un))" 3
+else
+    name=sbx-chroot
+    empty=$(mktemp -d "$DT_OUT/empty.XXXXXX")
+    cat >"$DT_OUT/$name.ini" <<INI
+[vm]
+name = $name
+vcpus = 1
+memory = 128M
+kernel = $DT_GUEST
+cmdline = dvmmtest=none
+on_reset = exit
+[console]
+input = no
+[debug-exit]
+enabled = no
+[control]
+socket = $DT_OUT/$name.sock
+[sandbox]
+seccomp = yes
+chroot = $empty
+INI
+    "$chroot_bin" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null &
+    pid=$!
+    for i in $(seq 300); do
+        "$DT_DVMM" ctl "$DT_OUT/$name.sock" status >/dev/null 2>&1 && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    tap_is "$(readlink "/proc/$pid/root")" "$empty" "chroot = an empty directory: /proc/PID/root is it ($(basename "$chroot_bin"))"
+    tap_is "$(ls -A "$empty" | wc -l)" 0 "chroot: the directory is still empty (nothing needed inside)"
+    "$DT_DVMM" ctl "$DT_OUT/$name.sock" quit >/dev/null 2>&1
+    wait "$pid"
+    tap_is "$?" 0 "chroot: quit over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
+fi
+dvmm_guest sbx-chroot-reboot 1 128M boot --set "sandbox.chroot=$DT_OUT" --set vm.on_reset=reboot
+if [ "$DT_RC" = 2 ] && grep -q "sandbox.chroot = '$DT_OUT': needs vm.on_reset = exit" "$DT_OUT/sbx-chroot-reboot.err"; then
+    tap_ok "chroot with on_reset = reboot: exit 2, the message names sandbox.chroot and why"
+else
+    tap_not_ok "chroot with on_reset = reboot: exit 2, the message names sandbox.chroot and why" \
+        "exit status $DT_RC" "$(cat "$DT_OUT/sbx-chroot-reboot.err")"
+fi
+
 dvmm_guest sbx-user-bad 1 128M boot --set sandbox.user=no-such-user-dvmm
 if [ "$DT_RC" = 2 ] && grep -q "sandbox.user = 'no-such-user-dvmm': no such user" "$DT_OUT/sbx-user-bad.err"; then
     tap_ok "user = an unknown name: exit 2, the message names sandbox.user and the value"

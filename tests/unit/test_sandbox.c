@@ -116,6 +116,16 @@ static void test_config_errors(void **state)
     err[0] = 0;
     assert_int_equal(load("user =\n", cfg, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "sandbox.user"));
+    /* chroot: a directory, relative to the file, and never with reboot */
+    err[0] = 0;
+    assert_int_equal(load("chroot = no-such-dir\n", cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "sandbox.chroot = 'no-such-dir'"));
+    err[0] = 0;
+    assert_int_equal(load("chroot = vmlinuz\n", cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not a directory"));
+    err[0] = 0;
+    assert_int_equal(load("chroot = .\n", cfg, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "needs vm.on_reset = exit"));
     free(cfg);
 }
 
@@ -133,6 +143,8 @@ static void test_config_user(void **state)
     assert_string_equal(cfg->sandbox.user, "root");
     assert_int_equal(cfg->sandbox.uid, 0);
     assert_int_equal(cfg->sandbox.gid, 0);
+    assert_int_equal(load("chroot = .\n[vm]\non_reset = exit\n", cfg, err, sizeof(err)), 0);
+    assert_non_null(strstr(cfg->sandbox.chroot, "test_sandbox."));
     free(cfg);
 }
 
