@@ -1,6 +1,7 @@
 #!/bin/bash
 # `make bench` driver: start-up (tests/bench/startup.sh), VMM memory
-# (tests/bench/vmm-memory.sh) and Linux boot to /init
+# (tests/bench/vmm-memory.sh; tests/bench/vmm-memory-builds.sh for the
+# shared-glibc and `make static` builds) and Linux boot to /init
 # (tests/bench/linux-boot.sh), dvmm against QEMU on the same guest, into
 # $DVMM_BUILD/bench/report.md.
 #
@@ -41,9 +42,11 @@ REPORT=$BENCH_OUT/report.md
 measure() {
     local rc=0 started
     started=$(date -u '+%Y-%m-%d %H:%M UTC')
-    rm -f "$BENCH_OUT/startup.md" "$BENCH_OUT/vmm-memory.md" "$BENCH_OUT/linux-boot.md"
+    rm -f "$BENCH_OUT/startup.md" "$BENCH_OUT/vmm-memory.md" "$BENCH_OUT/linux-boot.md" \
+        "$BENCH_OUT/vmm-memory-builds.md"
     "$here/startup.sh" || rc=1
     "$here/vmm-memory.sh" || rc=1
+    "$here/vmm-memory-builds.sh" || rc=1
     # Goes to the nested host by itself where this /dev/kvm is PVM's.
     "$here/linux-boot.sh" || rc=1
     {
@@ -54,7 +57,7 @@ measure() {
         [ -n "${DVMM_BENCH_OUTER:-}" ] && echo "- outer host: $DVMM_BENCH_OUTER"
         bench_machine | sed 's/^/- /'
         echo
-        for part in startup vmm-memory linux-boot; do
+        for part in startup vmm-memory vmm-memory-builds linux-boot; do
             if [ -f "$BENCH_OUT/$part.md" ]; then
                 cat "$BENCH_OUT/$part.md"
             else
