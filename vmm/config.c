@@ -1050,7 +1050,7 @@ static int cfg_sandbox(struct cfg_ctx *c, struct dvmm_config *out)
     unsigned e;
     int rc;
 
-    if ((rc = cfg_get_enum(c, "sandbox", "seccomp", modes, 3, CFG_SECCOMP_LOG, &e)))
+    if ((rc = cfg_get_enum(c, "sandbox", "seccomp", modes, 3, CFG_SECCOMP_YES, &e)))
         return rc;
     out->sandbox.seccomp = (enum cfg_seccomp)e;
     v = cfg_get(c, "sandbox", "user");

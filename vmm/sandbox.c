@@ -26,6 +26,7 @@
 #include <sys/utsname.h>
 #include <grp.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
@@ -105,7 +106,7 @@ static const struct sbx_rule sbx_net_rules[] = {
     SBX_COMMON,
     { SYS_read, A_ANY }, { SYS_readv, A_ANY }, { SYS_writev, A_ANY },
     { SYS_poll, A_ANY }, { SYS_ppoll, A_ANY },
-    /* VQ_PAIRS_SET on the control queue: TUNSETQUEUE */
+    /* VQ_PAIRS_SET on the control queue (sbx_net_ioctls) */
     { SYS_ioctl, A_IOCTL },
 };
 
@@ -149,8 +150,10 @@ static const unsigned long sbx_vcpu_ioctls[] = {
     KVM_X86_SET_MCE, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
 };
 
+/* VQ_PAIRS_SET: TAP queues attached or detached, and with vhost each
+ * pair's backend set or cleared (vhost_apply). */
 static const unsigned long sbx_net_ioctls[] = {
-    TUNSETQUEUE,
+    TUNSETQUEUE, VHOST_NET_SET_BACKEND,
 };
 
 struct sbx_list {
@@ -619,6 +622,10 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
                         strerror(errno));
     if (mode == SANDBOX_OFF)
         return 0;
+    /* strftime (the MCE log's time stamps, on a vCPU) calls tzset, whose
+     * first run opens /etc/localtime: do it now, while files may be opened;
+     * later calls see the same TZ and touch nothing. */
+    tzset();
     if (st && *st) {
         sbx.selftest = sandbox_kind_parse(st);
         if (sbx.selftest < 0 || sbx.selftest == SBX_SPAWNER)

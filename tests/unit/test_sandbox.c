@@ -85,7 +85,7 @@ static void test_config_modes(void **state)
     (void)state;
     assert_non_null(cfg);
     assert_int_equal(load(NULL, cfg, err, sizeof(err)), 0);
-    assert_int_equal(cfg->sandbox.seccomp, CFG_SECCOMP_LOG);
+    assert_int_equal(cfg->sandbox.seccomp, CFG_SECCOMP_YES);
     assert_int_equal(load("seccomp = log\n", cfg, err, sizeof(err)), 0);
     assert_int_equal(cfg->sandbox.seccomp, CFG_SECCOMP_LOG);
     assert_int_equal(load("seccomp = no\n", cfg, err, sizeof(err)), 0);
