@@ -286,8 +286,9 @@ timeout --kill-after=10 "$((WAIT_S * 3))" "$DT_DVMM" run "$DT_OUT/$name.ini" \
     </dev/null >"$DT_OUT/$name.stdout" 2>"$M_ERR" &
 M_PID=$! M_RC=
 
-# dm_step DESCRIPTION REGEX: ok when the console gets a matching line.
-dm_step() { bg_step "$1" "$M_PID" M_RC "$M_CON" "$M_ERR" "$2" "$WAIT_S"; }
+# step_ok DESCRIPTION REGEX (bg-proc.sh): ok when the console gets a
+# matching line.
+bg_watch M_PID M_RC M_CON M_ERR WAIT_S
 # dm_logged DESCRIPTION JQ: the MCE log has a line satisfying JQ.
 dm_logged() {
     if jq -e -s "any(.[]; $2)" "$M_LOG" >/dev/null 2>&1; then
@@ -297,7 +298,7 @@ dm_logged() {
     fi
 }
 
-dm_step "the guest waits for an AO on GPA $AO_GPA" "^# mce: victim gpa $AO_GPA kind ao"
+step_ok "the guest waits for an AO on GPA $AO_GPA" "^# mce: victim gpa $AO_GPA kind ao"
 phys=$(awk '/ index 1( |$)/ && !/ error/ { print $4; exit }' "$DMEM/dpages")
 tap_diag "dmem/dpages:" "$(cat "$DMEM/dpages")"
 if [ -z "$phys" ]; then
@@ -315,17 +316,17 @@ fi
 enc=$(mce_guest_encoding "$M_CON")
 mce_expect "${enc:-intel}" || mce_expect intel
 tap_diag "guest: $(grep -m1 '^# mce: CPU vendor' "$M_CON")"
-dm_step "the dpage failure reaches the guest as an AO ($MCE_ENC encoding) naming the dpage's GPA" \
+step_ok "the dpage failure reaches the guest as an AO ($MCE_ENC encoding) naming the dpage's GPA" \
     "$(mce_delivered_re ao "$UNIT")"
 dm_logged "MCE log: the module's AO, the whole 1 GiB dpage at GPA $UNIT, injected" \
     ".kind == \"AO\" and .gpa == \"$UNIT\" and .page_size == $GiB and .injected == true"
-dm_step "the guest's next access: KVM's AR reaches the guest as an AR machine check ($MCE_ENC encoding)" \
+step_ok "the guest's next access: KVM's AR reaches the guest as an AR machine check ($MCE_ENC encoding)" \
     "$(mce_delivered_re ar "$UNIT")"
 dm_logged "MCE log: the AR from the access (kernel-sent, no sent_ns), injected" \
     ".kind == \"AR\" and .gpa == \"$UNIT\" and .injected == true and (has(\"sent_ns\") | not)"
-dm_step "after the reboot the whole dpage is absent from e820" \
+step_ok "after the reboot the whole dpage is absent from e820" \
     "^ok - mce victim pages absent from e820 after reboot"
-dm_step "the mem check passes on the RAM that is left" "^ok [0-9]+ - mem"
+step_ok "the mem check passes on the RAM that is left" "^ok [0-9]+ - mem"
 # No debug-exit port: dvmm stays up after the guest's checks, to be asked.
 # Every 4 KiB page of the dpage, [0x40000000, 0x80000000).
 if out=$("$DT_DVMM" ctl "$SOCK" poisoned 2>"$DT_OUT/poisoned.err") &&

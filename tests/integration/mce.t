@@ -89,9 +89,9 @@ INI
 # mce_alive: dvmm still running (its exit status lands in M_RC otherwise).
 mce_alive() { bg_alive "$M_PID" M_RC; }
 
-# wait_for REGEX: until the console has a line matching it; fails when dvmm
-# exits first or WAIT_S passes.
-wait_for() { bg_wait_line "$M_PID" M_RC "$M_CON" "$1" "$WAIT_S"; }
+# step_ok DESCRIPTION REGEX and wait_for REGEX (bg-proc.sh) watch dvmm and
+# its console; they fail when dvmm exits first or WAIT_S passes.
+bg_watch M_PID M_RC M_CON M_ERR WAIT_S
 
 # wait_exit: dvmm's exit status in M_RC, killing it after WAIT_S.
 wait_exit() {
@@ -118,9 +118,6 @@ jq_ok() {
             "$(cat "$DT_OUT/ctl.err")" "jq filter: $2"
     fi
 }
-
-# step_ok DESCRIPTION REGEX: ok when the console gets a matching line.
-step_ok() { bg_step "$1" "$M_PID" M_RC "$M_CON" "$M_ERR" "$2" "$WAIT_S"; }
 
 mce_stop() {
     mce_alive && { ctl quit; wait_exit; }

@@ -85,9 +85,9 @@ q_start() {
 # q_alive: QEMU still running (its exit status lands in Q_RC otherwise).
 q_alive() { bg_alive "$Q_PID" Q_RC; }
 
-# wait_for FILE REGEX: until FILE has a matching line; fails when QEMU exits
-# first or WAIT_S passes.
-wait_for() { bg_wait_line "$Q_PID" Q_RC "$1" "$2" "$WAIT_S"; }
+# step_ok DESCRIPTION REGEX and wait_for REGEX [FILE] (bg-proc.sh) watch
+# QEMU and its console; they fail when QEMU exits first or WAIT_S passes.
+bg_watch Q_PID Q_RC CON Q_ERR WAIT_S
 
 # q_finish: QEMU's exit status in Q_RC (killed after WAIT_S), the run's
 # wall time in Q_MS, fd 3 and the QMP reader closed.
@@ -110,17 +110,6 @@ console_tail() {
 	printf 'console:\n%s\nqemu stderr:\n%s\n' "$(tail -n 15 "$CON")" "$(tail -n 5 "$Q_ERR")"
 }
 
-# step_ok DESCRIPTION REGEX: ok when the console gets a matching line.
-step_ok() {
-	if wait_for "$CON" "$2"; then
-		tap_ok "$1"
-		grep -E -- "$2" "$CON" | head -n 1 | sed "s/^/console: /" | tap_diag -
-	else
-		tap_not_ok "$1" "no console line /$2/ within ${WAIT_S}s (QEMU exit: ${Q_RC:-running})" \
-			"$(console_tail)"
-	fi
-}
-
 # hmp_ok ID COMMAND AR: send COMMAND through human-monitor-command; ok
 # when QEMU answers with empty output (it prints only when it refuses or had
 # to reset the CPU, e.g. "Triple fault" when CR4.MCE is clear) and its
@@ -133,7 +122,7 @@ hmp_ok() {
 	printf '{"execute": "human-monitor-command", "arguments": {"command-line": "%s"}, "id": "%s"}\n' \
 		"$cmd" "$id" >&3
 	HMP_T0=$(now_ms)
-	if ! wait_for "$QMP_LOG" "\"id\": \"$id\""; then
+	if ! wait_for "\"id\": \"$id\"" "$QMP_LOG"; then
 		# A guest that ends the run on the machine check itself (the
 		# negative control) can make QEMU exit before it flushes the
 		# reply; its MEMORY_FAILURE event, sent first, still tells.
@@ -222,7 +211,7 @@ mce_expect amd
 # ---- run 2: the handler must reject an encoding that is off by one bit ------
 # AR without EIPV in MCG_STATUS: QEMU injects it, the guest must say no.
 q_start bad "dvmmtest=mce mce_phases=ar mce_victim=$V_BAD mce_timeout=$((WAIT_S * 2))"
-if wait_for "$CON" "^# mce: victim gpa $V_BAD kind ar$"; then
+if wait_for "^# mce: victim gpa $V_BAD kind ar$"; then
 	hmp_ok bad "mce 0 9 $AR_HEX 0x5 $V_BAD $MISC" "$AR_BIT55"
 	q_finish
 	if [ "$Q_RC" = 3 ] &&

@@ -52,3 +52,23 @@ bg_step() {
             "console:" "$(tail -n 15 "$con")" "stderr:" "$(tail -n 10 "$err")"
     fi
 }
+
+# The process a test watches throughout, for step_ok and wait_for:
+# bg_watch PIDVAR RCVAR CONSOLEVAR STDERRVAR SECONDSVAR names the test's
+# variables.  They are read at each call, so the test may start the process
+# again (a new PID, a new console file) without calling bg_watch again.
+bg_watch() { BG_WATCH=("$@"); }
+
+# step_ok DESCRIPTION REGEX: bg_step for the watched process's console.
+step_ok() {
+    local -n bg_w_pid_=${BG_WATCH[0]} bg_w_con_=${BG_WATCH[2]}
+    local -n bg_w_err_=${BG_WATCH[3]} bg_w_secs_=${BG_WATCH[4]}
+    bg_step "$1" "$bg_w_pid_" "${BG_WATCH[1]}" "$bg_w_con_" "$bg_w_err_" "$2" "$bg_w_secs_"
+}
+
+# wait_for REGEX [FILE]: bg_wait_line for the watched process: until FILE
+# (its console unless given) has a line matching REGEX.
+wait_for() {
+    local -n bg_w_pid_=${BG_WATCH[0]} bg_w_con_=${BG_WATCH[2]} bg_w_secs_=${BG_WATCH[4]}
+    bg_wait_line "$bg_w_pid_" "${BG_WATCH[1]}" "${2:-$bg_w_con_}" "$1" "$bg_w_secs_"
+}
