@@ -27,7 +27,7 @@ DEPS_OK  := $(BUILD)/.deps-ok
 # Test scripts find binaries through DVMM_BUILD, so `make BUILD=x test` tests x.
 export DVMM_BUILD := $(BUILD)
 
-.PHONY: all run test unit asan deps clean check-integration
+.PHONY: all run test unit asan deps clean
 all: $(BUILD)/dvmm
 
 # Missing headers mean missing packages: run the project's installer once.

@@ -128,8 +128,7 @@ for engine in io_uring threads; do
                     "console:" "$(tail -n 5 "$DT_OUT/$name.out")" "stderr:" "$(tail -n 5 "$DT_OUT/$name.err")"
                 continue
             fi
-            out=$(python3 "$CHECK" "$DT_OUT/$name.img" "$DT_OUT/$name.out" 2>&1)
-            if [ $? -eq 0 ]; then
+            if out=$(python3 "$CHECK" "$DT_OUT/$name.img" "$DT_OUT/$name.out" 2>&1); then
                 tap_ok "$desc (killed ${delay_ms} ms after the first: $out)"
             else
                 tap_not_ok "$desc" "killed ${delay_ms} ms after the first acknowledgement" \

@@ -20,7 +20,7 @@ for run in 1:64M:no 2:64M:no 4:64M:no 2:1G:yes 1:4G:yes 4:4G:yes; do
     IFS=: read -r vcpus mem thp <<<"$run"
     name="boot-${vcpus}cpu-$mem"
     dvmm_guest "$name" "$vcpus" "$mem" "boot,mem,smp expect_mem=$mem expect_cpus=$vcpus" \
-        --set memory.thp=$thp
+        --set "memory.thp=$thp"
     dt_guest_passed "$name" "$vcpus vCPU(s), $mem: boot, mem and smp checks pass"
     grep -E '^# (mem|smp):' "$DT_OUT/$name.out" | tap_diag -
 done

@@ -48,7 +48,8 @@ else
         if ref_kb=$(nested_memtotal_plain "$DMEM_GIB" 2>"$ref_err"); then
             export DVMM_DMEM_REF_MEMTOTAL_KB=$ref_kb
         else
-            export DVMM_DMEM_REF_ERROR="reference boot without the reservation failed: $(tail -n 3 "$ref_err")"
+            DVMM_DMEM_REF_ERROR="reference boot without the reservation failed: $(tail -n 3 "$ref_err")"
+            export DVMM_DMEM_REF_ERROR
         fi
         rm -f "$ref_err"
     fi
@@ -57,8 +58,8 @@ else
 fi
 
 # From here on: a host with /dev/kvm and dmemfs (the nested one, or a real one).
-mkdir -p "$(dvmm_build_dir)/tests" &&
-    DT_OUT=$(mktemp -d "$(dvmm_build_dir)/tests/dmemfs.XXXXXX") || tap_bail_out "mktemp failed"
+{ mkdir -p "$(dvmm_build_dir)/tests" &&
+    DT_OUT=$(mktemp -d "$(dvmm_build_dir)/tests/dmemfs.XXXXXX"); } || tap_bail_out "mktemp failed"
 . tests/lib/dvmm-test.sh
 . tests/lib/bg-proc.sh
 . tests/lib/mce-encoding.sh

@@ -111,10 +111,10 @@ fi
 for kb in 2048 1048576; do
     name=$([ $kb = 2048 ] && echo hugetlb-2M || echo hugetlb-1G)
     d=/sys/kernel/mm/hugepages/hugepages-${kb}kB
-    if [ -d $d ]; then
-        expect $name OK "^total $(cat $d/nr_hugepages), free $(cat $d/free_hugepages)," "$name pool listed with sysfs's counts"
+    if [ -d "$d" ]; then
+        expect "$name" OK "^total $(cat "$d/nr_hugepages"), free $(cat "$d/free_hugepages")," "$name pool listed with sysfs's counts"
     else
-        expect $name WARN 'no pool' "$name: no pool on this host"
+        expect "$name" WARN 'no pool' "$name: no pool on this host"
     fi
 done
 

@@ -68,6 +68,7 @@ tap = dvlnx0
 vhost = $vhost
 EOF
     # The host end: a sink for the guest's stream, a source for its fetch.
+    # shellcheck disable=SC2016 # the inner bash expands its own $1 $2 $3
     run_with_timeout "$limit" tests/lib/net-ns-run --tap dvlnx0 -- bash -c '
         "$1" sink 5001 >"$2/sink" 2>&1 &
         "$1" source 5002 "$3" 22 >"$2/source" 2>&1 &

@@ -57,7 +57,7 @@ tap_plan 9
 tap_diag "running on $KVM_WHERE; kernel $LINUX_KVER, $vcpus vCPUs, $mem RAM, a $vcpus-queue disk, dvmm limit $limit s"
 
 out=$build/tests/linux-smoke
-rm -rf "$out" && mkdir -p "$out" || tap_bail_out "cannot create $out"
+{ rm -rf "$out" && mkdir -p "$out"; } || tap_bail_out "cannot create $out"
 # The console and the disk go to local storage: dvmm writes the console a
 # byte at a time, and in the nested host the build directory is a 9p share,
 # where each byte would be a round trip to QEMU.

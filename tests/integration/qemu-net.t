@@ -43,6 +43,7 @@ qemu_net() {
     # TAP refuses (dvmm falls back; QEMU does not).
     local sq=()
     [ "$queues" -eq 1 ] && sq=(--single-queue)
+    # shellcheck disable=SC2016 # the inner bash expands $1, $@ and $q
     run_with_timeout 180 "$NSRUN" --tap qtap0 "${sq[@]}" -- bash -c '
         mon=$1; shift
         "$@" >"'"$WORK/raw"'" 2>&1 </dev/null &

@@ -2,6 +2,7 @@
 # reserve pages, mount private hugetlbfs instances, and put everything back.
 # State is HT_*; call hugetlb_cleanup from the caller's EXIT trap.
 
+# shellcheck disable=SC2034 # HT_WHY and HT_DIR are read by the scripts that source this
 HT_MOUNTS=()    # hugetlbfs instances we mounted
 HT_RESTORE=()   # "sysfs-file old-value" pairs to write back
 HT_WHY=""       # why the last hugetlb_reserve failed

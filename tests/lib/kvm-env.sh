@@ -8,6 +8,7 @@
 #   - otherwise: `1..0 # SKIP` with the reason.
 # After it returns, KVM_WHERE says where the test runs (for a "#" line).
 
+# shellcheck disable=SC2034 # KVM_WHERE is read by the scripts that source this
 . "$(dirname "${BASH_SOURCE[0]}")/nested.sh"
 
 kvm_usable() {

@@ -79,6 +79,7 @@ linux_kernel_fetch() {
         rm -rf "$tmp"
         return 1
     fi
+    # shellcheck disable=SC2012 # apt-get download's file names are plain
     deb=$(ls "$tmp"/linux-image-"$kver"_*.deb 2>/dev/null | head -n 1)
     if [ -z "$deb" ] || ! dpkg-deb -x "$deb" "$tmp/root"; then
         echo "linux-kernel: unpacking $deb failed" >&2

@@ -18,6 +18,7 @@
 #   mce_delivered_re KIND GPA the guest's "delivered" line for KIND (ar|ao)
 #                             at GPA, as an ERE, after mce_expect
 
+# shellcheck disable=SC2034 # the variables it sets are read by the scripts that source this
 mce_expect() {
     MCE_ENC=$1
     AR_MCG=0x7 MCE_MISC=0x8c

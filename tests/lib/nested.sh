@@ -37,6 +37,7 @@
 # which the host kills the nested host) and DVMM_NESTED_JOB (the job
 # directory; heartbeat.pid there is the heartbeat loop).
 
+# shellcheck disable=SC2034 # NESTED_* results are read by the scripts that source this
 . "$(dirname "${BASH_SOURCE[0]}")/linux-kernel.sh"
 
 NESTED_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -86,6 +87,7 @@ _nested_dmem_append() {
     local dmem
     dmem=$(nested_dmem_bytes) || return 1
     [ -n "$dmem" ] || return 0
+    # shellcheck disable=SC2016 # the kernel's memmap=SIZE$ADDR has a literal $
     printf ' memmap=%s$0x100000000 dmemfs.region=%s@0x100000000' "$DVMM_NESTED_DMEM" "$DVMM_NESTED_DMEM"
 }
 
@@ -106,6 +108,7 @@ nested_memtotal_plain() {
         *G) mem=$(( ${mem%G} + $1 ))G ;;
         *) echo "nested: DVMM_NESTED_MEM='$mem': give it in G" >&2; return 1 ;;
     esac
+    # shellcheck disable=SC2016 # $2 is awk's, in the nested host
     out=$(DVMM_NESTED_MEM=$mem DVMM_NESTED_DMEM='' nested_run \
               awk '/^MemTotal:/ { print $2 }' /proc/meminfo) || return 1
     case $out in
@@ -123,6 +126,7 @@ nested_prepare() {
     NESTED_DIR=$build/nested
     mkdir -p "$NESTED_DIR/jobs" || return 1
 
+    # shellcheck disable=SC2086 # both are space-separated lists of module names
     mods=$(linux_module_closure $NESTED_BASE_MODULES ${DVMM_NESTED_MODULES:-}) || return 1
     dmem=$(nested_dmem_bytes) || return 1
     if [ -n "$dmem" ]; then
@@ -151,6 +155,7 @@ nested_prepare() {
 
     stage=$(mktemp -d "$NESTED_DIR/.stage.XXXXXX") || return 1
     mkdir -p "$stage/bin" "$stage/modules" || return 1
+    # shellcheck disable=SC2015 # any step failing, the last one included, cleans up
     cp /bin/busybox "$stage/bin/busybox" &&
         cp "$NESTED_LIB/nested-init" "$stage/init" &&
         chmod 755 "$stage/init" || { rm -rf "$stage"; return 1; }
@@ -304,6 +309,7 @@ _nested_attempt() {
         echo "nested-run: $NESTED_FAILURE" >&2
         return 125
     fi
+    # shellcheck disable=SC2015 # either failing is the same refusal
     qmem=$(_nested_qemu_mem) && dmem_append=$(_nested_dmem_append) || {
         NESTED_FAILURE="bad DVMM_NESTED_MEM/DVMM_NESTED_DMEM"
         return 125
