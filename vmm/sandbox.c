@@ -368,7 +368,7 @@ static struct {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct sbx_start *req;          /* the spawner's one pending request */
-    bool spawner_up;                /* set by main before its filter */
+    bool spawner_up;                /* atomic; set by main before its filter */
 } sbx = {
     .selftest = -1,
     .lock = PTHREAD_MUTEX_INITIALIZER,
@@ -506,7 +506,7 @@ int sandbox_thread_create(pthread_t *thread, enum sandbox_kind kind, const char 
     snprintf(s.name, sizeof(s.name), "%s", name);
     if (!sbx_filtered)
         return sbx_create_direct(&s);
-    if (!sbx.spawner_up) {
+    if (!__atomic_load_n(&sbx.spawner_up, __ATOMIC_ACQUIRE)) {
         /* Only main's filter starts it, and vCPUs wait for that. */
         log_err("sandbox: %s wants thread %s before the spawner runs", sbx_name, s.name);
         return -EAGAIN;
@@ -544,7 +544,7 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
     pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
     /* main's turn is the last moment without a filter: the spawner starts
      * now, with main's final credentials (after sandbox_drop_user). */
-    if (kind == SBX_MAIN && !sbx.spawner_up) {
+    if (kind == SBX_MAIN && !__atomic_load_n(&sbx.spawner_up, __ATOMIC_ACQUIRE)) {
         pthread_t spawner;
 
         rc = sandbox_thread_create(&spawner, SBX_SPAWNER, "dvmm-spawner", sbx_spawner, NULL);
@@ -553,7 +553,7 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
             return rc;
         }
         pthread_detach(spawner);
-        sbx.spawner_up = true;
+        __atomic_store_n(&sbx.spawner_up, true, __ATOMIC_RELEASE);
     }
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sbx.prog[kind]) < 0) {
