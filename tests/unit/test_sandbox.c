@@ -12,6 +12,7 @@
 #include <linux/filter.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -325,6 +326,79 @@ static void test_filters_in_kernel(void **state)
     assert_sigsys(run_filtered(SBX_NET, 2));
 }
 
+/* The whole path in one process, in a child: init, main's filter (which
+ * starts the spawner), then a filtered thread asking for a blk worker:
+ * the worker runs under its own list (pread64 fine, uname ends the
+ * process from the SIGSYS handler with exit 1). */
+static void *worker_ok(void *arg)
+{
+    char c;
+
+    (void)arg;
+    syscall(SYS_pread64, -1, &c, 1, 0);
+    return NULL;
+}
+
+static void *worker_bad(void *arg)
+{
+    struct utsname u;
+
+    (void)arg;
+    syscall(SYS_uname, &u);
+    return NULL;
+}
+
+static int run_spawned(void *(*fn)(void *), int errfd)
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[256];
+        pthread_t t;
+
+        dup2(errfd, STDERR_FILENO);
+        if (sandbox_init(SANDBOX_ENFORCE, err, sizeof(err)) < 0 ||
+            sandbox_enter(SBX_MAIN, "main") < 0)
+            _exit(100);
+        /* main is filtered now: this goes through the spawner */
+        if (sandbox_thread_create(&t, SBX_BLK, "blk7-q3", fn, NULL) < 0)
+            _exit(101);
+        pthread_join(t, NULL);
+        _exit(0);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void test_spawned_worker(void **state)
+{
+    char path[128], buf[512] = "";
+    int fd, status;
+    ssize_t n;
+
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip();     /* ASan's own thread and allocator calls are not in the lists */
+#endif
+    snprintf(path, sizeof(path), "%s/spawn.err", tmpdir);
+    fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    status = run_spawned(worker_ok, fd);
+    if (!WIFEXITED(status) || WEXITSTATUS(status))
+        fail_msg("allowed worker: status 0x%x", status);
+    status = run_spawned(worker_bad, fd);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    n = pread(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_non_null(strstr(buf, "dvmm: sandbox: blk7-q3 made forbidden system call "
+                                "uname (63); exiting\n"));
+    close(fd);
+}
+
 static void test_log_mode_builds(void **state)
 {
     (void)state;
@@ -351,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_kind_names),
         cmocka_unit_test(test_list_contents),
         cmocka_unit_test(test_filters_in_kernel),
+        cmocka_unit_test(test_spawned_worker),
         cmocka_unit_test(test_log_mode_builds),
     };
 
