@@ -139,7 +139,7 @@ void hc_io_check_config(struct hc_ctx *x, const struct dvmm_config *cfg)
     struct hc_check *c;
 
     for (unsigned i = 0; i < cfg->ndisks; i++) {
-        const struct cfg_disk *d = &cfg->disk[i];
+        const struct blk_config *d = &cfg->disk[i];
         char name[HC_NAME_MAX];
         snprintf(name, sizeof(name), "config-disk.%u", d->index);
         int mode = d->readonly ? R_OK : R_OK | W_OK;

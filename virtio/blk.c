@@ -619,7 +619,7 @@ static bool blk_uring_available(void)
     return true;
 }
 
-int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
+int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
              struct vmif *vmif, const struct guest_mem *gm, char *err,
              size_t errlen)
 {
@@ -678,7 +678,7 @@ int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
     }
 
     b->fd = b->fd_buffered;
-    if (disk->cache == CFG_CACHE_NONE) {
+    if (disk->cache == BLK_CACHE_NONE) {
         if (!gm_backend_allows_odirect(gm)) {
             log_info("%s: cache=none: guest RAM (%s) cannot take O_DIRECT, using buffered I/O",
                      b->name, gm_backend_name(gm->backend));
@@ -694,9 +694,9 @@ int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
         }
     }
 
-    b->use_uring = disk->engine != CFG_ENGINE_THREADS;
+    b->use_uring = disk->engine != BLK_ENGINE_THREADS;
     if (b->use_uring && !blk_uring_available()) {
-        if (disk->engine == CFG_ENGINE_IO_URING) {
+        if (disk->engine == BLK_ENGINE_IO_URING) {
             r = -ENOSYS;
             snprintf(err, errlen, "disk.%u.engine: io_uring is not available on this host",
                      n);

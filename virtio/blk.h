@@ -46,9 +46,9 @@
 #include <stdint.h>
 
 #include "guest-mem/gm.h"
+#include "virtio/blk_config.h"
 #include "virtio/blk_req.h"
 #include "virtio/virtio_pci.h"
-#include "vmm/config.h"
 
 struct blk;
 
@@ -76,7 +76,7 @@ struct blk_queue {
 
 struct blk {
     struct virtio_pci vp;
-    struct cfg_disk cfg;
+    struct blk_config cfg;
     char name[32];               /* "virtio-blk.N" */
     const struct guest_mem *gm;
     int fd;                      /* the image (O_DIRECT for cache=none) */
@@ -93,7 +93,7 @@ struct blk {
 /* Open disk->path, probe it, and put the device on the PCI bus (its slot is
  * then b->vp.pdev.slot).  Returns 0, or -errno with a one-line message
  * naming disk.N.<key> in err. */
-int blk_init(struct blk *b, const struct cfg_disk *disk, struct pci *pci,
+int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
              struct vmif *vmif, const struct guest_mem *gm, char *err,
              size_t errlen);
 /* VM reboot: back to power-on state (waits for in-flight I/O). */

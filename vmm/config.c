@@ -777,7 +777,7 @@ static int cfg_memory(struct cfg_ctx *c, struct dvmm_config *out)
 }
 
 static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
-                    struct cfg_disk *disk)
+                    struct blk_config *disk)
 {
     static const char *const caches[] = { "writeback", "none" };
     static const char *const engines[] = { "io_uring", "threads" };
@@ -832,11 +832,11 @@ static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
 
     if ((rc = cfg_get_enum(c, sec, "cache", caches, 2, 0, &e)))
         return rc;
-    disk->cache = e == 0 ? CFG_CACHE_WRITEBACK : CFG_CACHE_NONE;
+    disk->cache = e == 0 ? BLK_CACHE_WRITEBACK : BLK_CACHE_NONE;
     if ((rc = cfg_get_enum(c, sec, "engine", engines, 2, 2, &e)))
         return rc;
-    disk->engine = e == 0 ? CFG_ENGINE_IO_URING :
-                   e == 1 ? CFG_ENGINE_THREADS : CFG_ENGINE_DEFAULT;
+    disk->engine = e == 0 ? BLK_ENGINE_IO_URING :
+                   e == 1 ? BLK_ENGINE_THREADS : BLK_ENGINE_DEFAULT;
     return 0;
 }
 
@@ -845,14 +845,14 @@ static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
 static int cfg_disk_shared(struct cfg_ctx *c, const struct dvmm_config *out,
                            unsigned n)
 {
-    const struct cfg_disk *d = &out->disk[n];
+    const struct blk_config *d = &out->disk[n];
     struct stat a, b;
     char sec[16];
 
     if (stat(d->path, &a) < 0)
         return 0;   /* cfg_disk just checked it; a race is gm/blk's problem */
     for (unsigned i = 0; i < n; i++) {
-        const struct cfg_disk *o = &out->disk[i];
+        const struct blk_config *o = &out->disk[i];
 
         if (stat(o->path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
             continue;

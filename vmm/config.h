@@ -15,10 +15,10 @@
 #include <stdint.h>
 
 #include "guest-mem/gm.h"
+#include "virtio/blk_config.h"
 
 #define CFG_MAX_DISKS 8
 #define CFG_CMDLINE_MAX 2048
-#define CFG_SERIAL_MAX 20          /* virtio-blk GET_ID string */
 #define CFG_MIN_MEMORY (16ULL << 20)
 #define CFG_MAX_NETS 8
 /* Queue pairs of one NIC: two virtqueues each plus the control queue must
@@ -29,23 +29,9 @@
 #define CFG_NET_MAX_MTU 65535
 
 enum cfg_on_reset { CFG_RESET_REBOOT, CFG_RESET_EXIT };
-enum cfg_cache { CFG_CACHE_WRITEBACK, CFG_CACHE_NONE };
-enum cfg_engine { CFG_ENGINE_DEFAULT, CFG_ENGINE_IO_URING, CFG_ENGINE_THREADS };
 enum cfg_vhost { CFG_VHOST_NO, CFG_VHOST_YES, CFG_VHOST_AUTO };
 /* [sandbox] seccomp: enforce (SIGSYS ends dvmm), log only, or off. */
 enum cfg_seccomp { CFG_SECCOMP_YES, CFG_SECCOMP_LOG, CFG_SECCOMP_NO };
-
-struct cfg_disk {
-    unsigned index;                /* N of [disk.N] */
-    char path[PATH_MAX];
-    bool readonly;
-    unsigned queues;               /* after the clamp: 1..vcpus */
-    unsigned queues_requested;     /* as written (0 when defaulted) */
-    unsigned queue_size;           /* power of two, 2..256; default 256 */
-    char serial[CFG_SERIAL_MAX + 1];
-    enum cfg_cache cache;
-    enum cfg_engine engine;
-};
 
 struct cfg_net {
     unsigned index;                /* N of [net.N] */
@@ -84,7 +70,7 @@ struct dvmm_config {
         unsigned size;             /* 1, 2 or 4 bytes; default 4 */
     } debug_exit;
     struct gm_config memory;
-    struct cfg_disk disk[CFG_MAX_DISKS];
+    struct blk_config disk[CFG_MAX_DISKS];   /* virtio-blk's own type */
     unsigned ndisks;
     struct cfg_net net[CFG_MAX_NETS];
     unsigned nnets;

@@ -128,8 +128,8 @@ static double run_dvmm(const char *img, uint64_t img_size, const struct workload
     struct mock_vm vm;
     struct fake_ram ram;
     struct blk *b = calloc(1, sizeof(*b));
-    struct cfg_disk disk = { .queues = nq, .queue_size = 256,
-                             .engine = CFG_ENGINE_IO_URING };
+    struct blk_config disk = { .queues = nq, .queue_size = 256,
+                             .engine = BLK_ENGINE_IO_URING };
     char err[256];
     double rate = -1;
 

@@ -29,7 +29,7 @@ struct fix {
     struct drv d;
     char dir[64];
     char img[128];
-    struct cfg_disk disk;
+    struct blk_config disk;
     bool mounted;
 };
 
@@ -61,7 +61,7 @@ static struct fix *fix_new(void)
     return f;
 }
 
-static void fix_open(struct fix *f, enum cfg_engine engine, bool ro)
+static void fix_open(struct fix *f, enum blk_engine engine, bool ro)
 {
     char err[256] = "";
     f->disk.engine = engine;
@@ -84,11 +84,11 @@ static void test_rw(void **state);
  * profile, kernel.io_uring_disabled): there the cases that are about
  * something else run on the threads engine, and the round trips that are
  * about io_uring itself skip, saying why. */
-static enum cfg_engine uring_engine = CFG_ENGINE_IO_URING;
+static enum blk_engine uring_engine = BLK_ENGINE_IO_URING;
 
 static void need_uring(void)
 {
-    if (uring_engine != CFG_ENGINE_IO_URING) {
+    if (uring_engine != BLK_ENGINE_IO_URING) {
         print_message("# io_uring is not available on this host (io_uring_queue_init failed)\n");
         skip();
     }
@@ -107,7 +107,7 @@ static int setup_threads(void **state)
 {
     struct fix *f = fix_new();
     make_image(f->img, IMG_SIZE);
-    fix_open(f, CFG_ENGINE_THREADS, false);
+    fix_open(f, BLK_ENGINE_THREADS, false);
     *state = f;
     return 0;
 }
@@ -116,7 +116,7 @@ static int setup_ro(void **state)
 {
     struct fix *f = fix_new();
     make_image(f->img, IMG_SIZE);
-    fix_open(f, CFG_ENGINE_DEFAULT, true);
+    fix_open(f, BLK_ENGINE_DEFAULT, true);
     *state = f;
     return 0;
 }
@@ -125,7 +125,7 @@ static int setup_direct(void **state)
 {
     struct fix *f = fix_new();
     make_image(f->img, IMG_SIZE);
-    f->disk.cache = CFG_CACHE_NONE;
+    f->disk.cache = BLK_CACHE_NONE;
     fix_open(f, uring_engine, false);
     *state = f;
     return 0;
@@ -538,7 +538,7 @@ int main(void)
     if (io_uring_queue_init(4, &probe, 0) == 0)
         io_uring_queue_exit(&probe);
     else
-        uring_engine = CFG_ENGINE_THREADS;
+        uring_engine = BLK_ENGINE_THREADS;
     log_set_level(LOG_WARN);
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -301,10 +301,10 @@ struct fix {
     struct drv d;
     char dir[64];
     char img[128];
-    struct cfg_disk disk;
+    struct blk_config disk;
 };
 
-static int fix_setup(void **state, enum cfg_engine engine, enum cfg_cache cache)
+static int fix_setup(void **state, enum blk_engine engine, enum blk_cache cache)
 {
     struct fix *f = calloc(1, sizeof(*f));
     char err[256] = "";
@@ -367,10 +367,10 @@ static int teardown(void **state)
     return 0;
 }
 
-static int setup_uring_wb(void **s) { return fix_setup(s, CFG_ENGINE_IO_URING, CFG_CACHE_WRITEBACK); }
-static int setup_uring_none(void **s) { return fix_setup(s, CFG_ENGINE_IO_URING, CFG_CACHE_NONE); }
-static int setup_threads_wb(void **s) { return fix_setup(s, CFG_ENGINE_THREADS, CFG_CACHE_WRITEBACK); }
-static int setup_threads_none(void **s) { return fix_setup(s, CFG_ENGINE_THREADS, CFG_CACHE_NONE); }
+static int setup_uring_wb(void **s) { return fix_setup(s, BLK_ENGINE_IO_URING, BLK_CACHE_WRITEBACK); }
+static int setup_uring_none(void **s) { return fix_setup(s, BLK_ENGINE_IO_URING, BLK_CACHE_NONE); }
+static int setup_threads_wb(void **s) { return fix_setup(s, BLK_ENGINE_THREADS, BLK_CACHE_WRITEBACK); }
+static int setup_threads_none(void **s) { return fix_setup(s, BLK_ENGINE_THREADS, BLK_CACHE_NONE); }
 
 /* ---- the driver's side ------------------------------------------------------ */
 
@@ -468,7 +468,7 @@ static void check_round(bool direct)
 static void test_flush_after_sync(void **state)
 {
     struct fix *f = *state;
-    bool direct = f->disk.cache == CFG_CACHE_NONE;
+    bool direct = f->disk.cache == BLK_CACHE_NONE;
 
     if (direct && !f->blk.direct) {
         print_message("# %s refuses O_DIRECT here: cache=none is not exercised\n", f->img);

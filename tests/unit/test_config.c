@@ -455,8 +455,8 @@ static void test_full(void **state)
     assert_int_equal(cfg.disk[0].queues_requested, 0);
     assert_int_equal(cfg.disk[0].queue_size, 256);
     assert_string_equal(cfg.disk[0].serial, "");
-    assert_int_equal(cfg.disk[0].cache, CFG_CACHE_WRITEBACK);
-    assert_int_equal(cfg.disk[0].engine, CFG_ENGINE_IO_URING);
+    assert_int_equal(cfg.disk[0].cache, BLK_CACHE_WRITEBACK);
+    assert_int_equal(cfg.disk[0].engine, BLK_ENGINE_IO_URING);
     snprintf(want, sizeof(want), "%s/disk2.img", tmpdir);
     assert_string_equal(cfg.disk[0].path, want);
     assert_int_equal(cfg.disk[1].index, 3);
@@ -467,8 +467,8 @@ static void test_full(void **state)
     assert_int_equal(cfg.disk[1].queues_requested, 2);
     assert_int_equal(cfg.disk[1].queue_size, 64);
     assert_string_equal(cfg.disk[1].serial, "01234567890123456789");
-    assert_int_equal(cfg.disk[1].cache, CFG_CACHE_NONE);
-    assert_int_equal(cfg.disk[1].engine, CFG_ENGINE_THREADS);
+    assert_int_equal(cfg.disk[1].cache, BLK_CACHE_NONE);
+    assert_int_equal(cfg.disk[1].engine, BLK_ENGINE_THREADS);
     snprintf(want, sizeof(want), "%s/mce.json", tmpdir);
     assert_string_equal(cfg.mce.log, want);
     assert_false(cfg.control.enabled);
