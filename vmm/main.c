@@ -14,6 +14,7 @@
 #include "vmm/ctl_client.h"
 #include "vmm/e820.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_caps.h"
 #include "vmm/log.h"
 #include "vmm/vm.h"
 
@@ -145,8 +146,8 @@ static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t
     unsigned kvm_max = 0;
 
     lim.host_memory = (pages > 0 && psz > 0) ? (uint64_t)pages * (uint64_t)psz : 0;
-    /* 8-bit xAPIC IDs in the MP table and CPUID cap dvmm at 255 vCPUs. */
-    lim.max_vcpus = 255;
+    /* kvm_caps_vcpu_limit's rule, which hostcheck applies too. */
+    lim.max_vcpus = KVM_CAPS_VCPU_LIMIT;
     if (kvm_query_max_vcpus(&kvm_max, err, sizeof(err)) == 0 && kvm_max < lim.max_vcpus)
         lim.max_vcpus = kvm_max;
     if (t)
