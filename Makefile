@@ -53,9 +53,10 @@ $(BUILD)/asan/libdvmm.a: $(ASAN_OBJ)
 	ar rcs $@ $^
 
 # dvmm links its own libraries statically and only glibc dynamically (NSS
-# for sandbox.user): every shared library costs each exec an open, a read,
-# an fstat and four mmaps, over 9p in the nested host (one strace there:
-# 35 of the 76 ms from execve's return to main()).  Tests keep them shared.
+# for sandbox.user); tests/bench/vmm-memory-builds.sh compares this build
+# with `make static`.  It saves each exec four library loads, but measured
+# no faster to start than an all-shared link in the nested host (issue 16:
+# 365 vs 369 ms median, loaded machine).  Tests keep them shared.
 DVMM_LDLIBS = -Wl,-Bstatic $(filter-out -lpthread,$(LDLIBS)) -Wl,-Bdynamic -lpthread
 $(BUILD)/dvmm: $(BUILD)/obj/vmm/main.o $(BUILD)/libdvmm.a
 	$(CC) $(CFLAGS) -o $@ $^ $(DVMM_LDLIBS)
