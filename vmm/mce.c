@@ -163,6 +163,16 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
     return ret;
 }
 
+void mce_log_prepare(void)
+{
+    json_object *o = json_object_new_object();
+
+    if (o) {
+        json_object_object_add(o, "seed", json_object_new_boolean(0));
+        json_object_put(o);
+    }
+}
+
 int mce_log_write(int fd, const struct mce_event *ev)
 {
     char line[1024];

@@ -157,4 +157,10 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev);
  * threads never interleave.  0 or -errno. */
 int mce_log_write(int fd, const struct mce_event *ev);
 
+/* Call once on the main thread before any other thread starts.  json-c
+ * draws its key-hash seed from getrandom(2) the first time any thread adds
+ * a key; with no control-socket traffic yet, that would be vCPU 0 writing
+ * the first log line, and a vCPU's seccomp list has no getrandom. */
+void mce_log_prepare(void);
+
 #endif

@@ -213,6 +213,8 @@ int mce_route_install(void)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGBUS, &sa, NULL) < 0)
         return -errno;
+    /* The events this routes are logged from vCPU threads. */
+    mce_log_prepare();
     if (prctl(PR_MCE_KILL, PR_MCE_KILL_SET, PR_MCE_KILL_EARLY, 0, 0) < 0)
         log_warn("mce: prctl(PR_MCE_KILL_EARLY): %s; action-optional memory "
                  "errors may not be reported", strerror(errno));
