@@ -213,15 +213,16 @@ static int kvm_if_irq_line(void *opaque, unsigned irq, int level)
  * its own verification ("APIC timer disabled due to verification
  * failure"), and the guest then ticks from the PIT broadcast with no
  * one-shot timers: slower boots and coarse sleeps. */
-static void kvm_cpuid_add_tsc_deadline(int kvm_fd, struct kvm_cpuid2 *c)
+static void kvm_cpuid_add_tsc_deadline(const struct kvm_cap_set *caps, struct kvm_cpuid2 *c)
 {
     struct kvm_cpuid_entry2 *leaf1 = cpuid_find(c, 1, 0);
 
-    if (leaf1 && ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+    if (leaf1 && caps->val[KC_TSC_DEADLINE_TIMER] > 0)
         leaf1->ecx |= CPUID_1_ECX_TSC_DEADLINE;
 }
 
-static int kvm_get_cpuid(struct kvm_vm *vm, char *err, size_t errlen)
+static int kvm_get_cpuid(struct kvm_vm *vm, const struct kvm_cap_set *caps,
+                         char *err, size_t errlen)
 {
     for (unsigned n = 128; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
@@ -230,7 +231,7 @@ static int kvm_get_cpuid(struct kvm_vm *vm, char *err, size_t errlen)
             return -ENOMEM;
         c->nent = n;
         if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
-            kvm_cpuid_add_tsc_deadline(vm->kvm_fd, c);
+            kvm_cpuid_add_tsc_deadline(caps, c);
             vm->cpuid = c;
             return 0;
         }
@@ -275,7 +276,7 @@ int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen)
         errf("kvm: KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
         goto fail;
     }
-    ret = kvm_get_cpuid(vm, err, errlen);
+    ret = kvm_get_cpuid(vm, &caps, err, errlen);
     if (ret)
         goto fail;
 

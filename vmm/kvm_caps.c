@@ -38,6 +38,9 @@ const struct kvm_cap_info kvm_caps[KC_COUNT] = {
                        "the vCPU limit per VM" },
     [KC_NR_VCPUS] = { KVM_CAP_NR_VCPUS, "KVM_CAP_NR_VCPUS", "nr_vcpus", false,
                       "the recommended vCPU count per VM" },
+    [KC_TSC_DEADLINE_TIMER] = { KVM_CAP_TSC_DEADLINE_TIMER, "KVM_CAP_TSC_DEADLINE_TIMER",
+                                "tsc_deadline_timer", false,
+                                "the guest's CPUID offers the TSC-deadline timer" },
 };
 
 int kvm_caps_probe(int kvm_fd, struct kvm_cap_set *set)

@@ -33,6 +33,7 @@ enum kvm_cap_id {
     KC_MCE,
     KC_MAX_VCPUS,
     KC_NR_VCPUS,
+    KC_TSC_DEADLINE_TIMER,
     KC_COUNT
 };
 
