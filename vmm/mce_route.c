@@ -20,6 +20,11 @@ static __thread struct mce_slot *mce_tls_slot;
  * memory access that hit a failed page (struct mce_guard). */
 static __thread bool mce_tls_worker;
 static __thread struct mce_guard *mce_tls_guard;
+/* The syscall window (mce_guard_syscall) and the AR recorded in it. */
+static __thread volatile int mce_tls_in_syscall;
+static __thread volatile int mce_tls_sys_hit;
+static __thread uint64_t mce_tls_sys_addr;
+static __thread unsigned mce_tls_sys_lsb;
 
 /* Async-signal-safe formatting for the fatal path: no stdio, no json-c. */
 struct mce_sbuf {
@@ -155,8 +160,14 @@ static void mce_sigbus_worker(const siginfo_t *si)
         mce_write_all(STDERR_FILENO, &sb);
         return;
     }
-    if (!g || !__atomic_load_n(&g->armed, __ATOMIC_SEQ_CST))
+    if (!g || !__atomic_load_n(&g->armed, __ATOMIC_SEQ_CST)) {
+        if (mce_tls_in_syscall) {
+            mce_tls_sys_addr = (uint64_t)(uintptr_t)si->si_addr;
+            mce_tls_sys_lsb = (unsigned)si->si_addr_lsb;
+            mce_tls_sys_hit = 1;
+        }
         return;
+    }
     g->addr = (uint64_t)(uintptr_t)si->si_addr;
     g->lsb = (unsigned)si->si_addr_lsb;
     __atomic_store_n(&g->armed, 0, __ATOMIC_SEQ_CST);
@@ -171,9 +182,10 @@ static void mce_sigbus(int sig, siginfo_t *si, void *uc)
     (void)uc;
     if (mce_tls_worker && (si->si_code == BUS_MCEERR_AR || si->si_code == BUS_MCEERR_AO)) {
         mce_sigbus_worker(si);
-        if (si->si_code == BUS_MCEERR_AO)
+        if (si->si_code == BUS_MCEERR_AO || mce_tls_in_syscall)
             return;
-        /* An AR outside a guard: the default action below. */
+        /* An AR outside a guard and outside a syscall: the default action
+         * below. */
     }
     if (!s || (si->si_code != BUS_MCEERR_AR && si->si_code != BUS_MCEERR_AO)) {
         /* Not a memory failure we route (or a thread that takes none):
@@ -295,6 +307,23 @@ int mce_guard_run(struct mce_guard *g, void (*fn)(void *), void *arg)
     __atomic_store_n(&g->armed, 0, __ATOMIC_SEQ_CST);
     mce_tls_guard = g->outer;
     return 0;
+}
+
+void mce_guard_syscall(bool open)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    mce_tls_in_syscall = open;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+}
+
+bool mce_guard_syscall_hit(uint64_t *addr, unsigned *lsb)
+{
+    if (!mce_tls_sys_hit)
+        return false;
+    *addr = mce_tls_sys_addr;
+    *lsb = mce_tls_sys_lsb;
+    mce_tls_sys_hit = 0;
+    return true;
 }
 
 struct mce_probe {

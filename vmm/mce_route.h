@@ -95,6 +95,17 @@ int mce_guard_thread_init(void);
  * lock, or be inside a non-reentrant library call, while it touches guest
  * memory: it may never come back from that access.  Nests. */
 int mce_guard_run(struct mce_guard *g, void (*fn)(void *), void *arg);
+/* Around a syscall that copies to or from guest buffers (preadv, pwritev,
+ * io_uring_enter, TAP readv/writev).  Linux answers a failed page there with
+ * EFAULT, but a memory-failure provider may also signal the thread
+ * (dmemfs's module sends BUS_MCEERR_AR for the access), and that signal
+ * arrives as the syscall returns: while the window is open such an AR is
+ * recorded, not fatal.  The interrupted code is past the syscall, not a
+ * load that would fault again, so the handler can return. */
+void mce_guard_syscall(bool open);
+/* The AR recorded in the window since the last call (and forgets it):
+ * true with *addr and *lsb set, or false. */
+bool mce_guard_syscall_hit(uint64_t *addr, unsigned *lsb);
 /* Whether [p, p+len) can be read, one byte per page, under a guard: 0, or
  * -EHWPOISON with *addr and *lsb naming the failed page.  For the syscalls
  * that got EFAULT from a buffer: the kernel copies raise no signal. */

@@ -315,6 +315,42 @@ static void test_guard_catches_ar(void **state)
     assert_int_equal(r.outer_ret, 0);
 }
 
+struct sys_result {
+    int hit1, hit2;
+    uint64_t addr;
+    unsigned lsb;
+};
+
+/* An AR that arrives while the syscall window is open (a provider that
+ * signals a failed copy, as dmemfs's module does) is recorded, not fatal. */
+static void *sys_worker(void *arg)
+{
+    struct sys_result *r = arg;
+
+    mce_guard_thread_init();
+    mce_guard_syscall(true);
+    mce_route_send(gettid_(), MCE_AR, HVA + 0x9000, 12);
+    mce_guard_syscall(false);
+    r->hit1 = mce_guard_syscall_hit(&r->addr, &r->lsb);
+    r->hit2 = mce_guard_syscall_hit(&r->addr, &r->lsb);
+    return NULL;
+}
+
+static void test_worker_ar_in_syscall_recorded(void **state)
+{
+    struct sys_result r = { 0 };
+    pthread_t t;
+
+    (void)state;
+    assert_int_equal(mce_route_install(), 0);
+    assert_int_equal(pthread_create(&t, NULL, sys_worker, &r), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(r.hit1);
+    assert_true(r.addr == HVA + 0x9000);
+    assert_int_equal(r.lsb, 12);
+    assert_false(r.hit2);
+}
+
 static void *ao_worker(void *arg)
 {
     (void)arg;
@@ -380,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_other_sigbus_takes_default_action),
         cmocka_unit_test(test_guard_catches_ar),
         cmocka_unit_test(test_worker_ao_not_fatal),
+        cmocka_unit_test(test_worker_ar_in_syscall_recorded),
         cmocka_unit_test(test_worker_ar_outside_guard_default),
     };
 
