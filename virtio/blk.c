@@ -51,9 +51,11 @@ static int blk_rw_sync(struct blk_req *r, int fd, uint64_t done)
             skip = 0;
         }
         unsigned cnt = n > IOV_MAX ? IOV_MAX : n;
+        mce_guard_syscall(true);
         ssize_t k = r->op == BLK_OP_READ ?
                     preadv(fd, iov, cnt, r->offset + done) :
                     pwritev(fd, iov, cnt, r->offset + done);
+        mce_guard_syscall(false);
         if (k < 0) {
             if (errno == EINTR)
                 continue;
@@ -136,18 +138,25 @@ static void blk_poison_broken(struct blk_queue *q, const struct mce_guard *g,
  * -EHWPOISON when one was found (and reported), else res. */
 static int blk_find_poison(struct blk_queue *q, struct blk_req *r, int res)
 {
-    uint64_t addr;
-    unsigned lsb;
+    const char *what = r->op == BLK_OP_READ ? "read buffer" : "write buffer";
+    uint64_t addr, sys_addr;
+    unsigned lsb, sys_lsb;
+    bool sys_hit;
 
     if (res != -EFAULT ||
         (r->op != BLK_OP_READ && r->op != BLK_OP_WRITE))
         return res;
+    /* A signal the syscall's failed copy raised (mce_guard_syscall). */
+    sys_hit = mce_guard_syscall_hit(&sys_addr, &sys_lsb);
     for (unsigned i = 0; i < r->niov; i++) {
         if (mce_guard_probe(r->iov[i].iov_base, r->iov[i].iov_len, &addr, &lsb) < 0) {
-            blk_report_poison(q, addr, lsb, r->op == BLK_OP_READ ? "read buffer"
-                                                                 : "write buffer");
+            blk_report_poison(q, addr, lsb, what);
             return -EHWPOISON;
         }
+    }
+    if (sys_hit) {
+        blk_report_poison(q, sys_addr, sys_lsb, what);
+        return -EHWPOISON;
     }
     return res;
 }
@@ -249,7 +258,9 @@ static struct io_uring_sqe *blk_sqe(struct blk_queue *q)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
     if (!sqe) {
+        mce_guard_syscall(true);
         io_uring_submit(&q->ring);
+        mce_guard_syscall(false);
         sqe = io_uring_get_sqe(&q->ring);
     }
     return sqe;
@@ -435,7 +446,10 @@ static void *blk_worker_uring(void *arg)
     if (blk_process(q))
         blk_flush_notify(q);
     for (;;) {
+        /* Reads and writes may run inline here, on guest buffers. */
+        mce_guard_syscall(true);
         int r = io_uring_submit_and_wait(&q->ring, 1);
+        mce_guard_syscall(false);
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
             log_err("%s: queue %u: io_uring: %s", b->name, q->idx, strerror(-r));
             vp_set_needs_reset(&b->vp, "io_uring failed");

@@ -109,15 +109,19 @@ static void net_report_poison(struct net_pair *p, unsigned q, uint64_t hva, unsi
 static bool net_find_poison(struct net_pair *p, unsigned q, const struct iovec *iov,
                             unsigned niov, const char *what)
 {
-    uint64_t addr;
-    unsigned lsb;
+    uint64_t addr, sys_addr;
+    unsigned lsb, sys_lsb;
+    /* A signal the syscall's failed copy raised (mce_guard_syscall). */
+    bool sys_hit = mce_guard_syscall_hit(&sys_addr, &sys_lsb);
 
     for (unsigned i = 0; i < niov; i++)
         if (mce_guard_probe(iov[i].iov_base, iov[i].iov_len, &addr, &lsb) < 0) {
             net_report_poison(p, q, addr, lsb, what);
             return true;
         }
-    return false;
+    if (sys_hit)
+        net_report_poison(p, q, sys_addr, sys_lsb, what);
+    return sys_hit;
 }
 
 /* What a memory failure would cut short; the signal fence keeps the
@@ -137,7 +141,9 @@ static int net_tx_send(struct net_pair *p)
     struct net_tx *tx = p->txf;
 
     for (;;) {
+        mce_guard_syscall(true);
         ssize_t r = writev(n->tap.fd[p->idx], tx->iov, (int)tx->niov);
+        mce_guard_syscall(false);
         if (r >= 0) {
             net_bump(&p->tx.packets, 1);
             net_bump(&p->tx.bytes, tx->frame_len);
@@ -367,7 +373,9 @@ static int net_rx_one(struct net_pair *p, struct vq *vq)
 
     ssize_t r;
     do {
+        mce_guard_syscall(true);
         r = readv(n->tap.fd[p->idx], iov, (int)niov);
+        mce_guard_syscall(false);
     } while (r < 0 && errno == EINTR);
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
