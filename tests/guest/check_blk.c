@@ -103,6 +103,7 @@ struct blk_opts {
 	bool enospc;
 	bool reset;
 	bool poison;			/* blk_poison=1: blk_poison_run only */
+	uint64_t poison_gpa;		/* blk_poison_gpa=: its page (0: its own) */
 	uint64_t queues;		/* 0 = not given */
 	char sig[SIG_MAX + 1];
 };
@@ -691,7 +692,10 @@ static int blk_io_hdr(unsigned q, struct virtio_blk_outhdr *hdr, void *buf, uint
  * reported once), and a request on another page must still work. */
 static void blk_poison_run(struct check_ctx *c)
 {
-	uint8_t *bad = blk_mem[0].data;
+	/* blk_poison_gpa= puts the page elsewhere: on dmemfs the whole 1 GiB
+	 * dpage goes, so it must not be the one this program runs from. */
+	uint8_t *bad = blk.opt.poison_gpa ? (uint8_t *)(uintptr_t)blk.opt.poison_gpa
+					  : blk_mem[0].data;
 	uint32_t *good = (uint32_t *)(blk_mem[0].data + 4 * 4096);
 	uint32_t *back = (uint32_t *)(blk_mem[0].data + 8 * 4096);
 	uint64_t gpa = (uint64_t)(uintptr_t)bad;	/* identity-mapped */
@@ -700,6 +704,10 @@ static void blk_poison_run(struct check_ctx *c)
 
 	struct virtio_blk_outhdr *bad_hdr = (struct virtio_blk_outhdr *)(bad + 2048);
 
+	if (blk.opt.poison_gpa && blk.opt.poison_gpa + 4096 > c->mapped_top) {
+		check_fail(c, "blk_poison_gpa=0x%lx lies outside the identity map", blk.opt.poison_gpa);
+		return;
+	}
 	if (!mce_guest_enable(c))
 		return;
 	/* Written now: once the page has failed the guest must not touch it. */
@@ -794,6 +802,11 @@ static bool blk_parse_opts(struct check_ctx *c, struct blk_opts *o)
 	FLAG("blk_expect_enospc", o->enospc);
 	FLAG("blk_reset", o->reset);
 	FLAG("blk_poison", o->poison);
+	if (cmdline_get_u64(cl, "blk_poison_gpa", false, &o->poison_gpa) < 0 ||
+	    (o->poison_gpa & 4095)) {
+		check_fail(c, "blk_poison_gpa= must be a page address");
+		return false;
+	}
 #undef FLAG
 	rc = cmdline_get_u64(cl, "blk_queues", false, &o->queues);
 	if (rc < 0) {

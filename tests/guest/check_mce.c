@@ -509,11 +509,17 @@ bool mce_guest_enable(struct check_ctx *c)
 
 bool mce_guest_take_ao(struct check_ctx *c, uint64_t gpa, unsigned *n)
 {
-	const struct mce_case k = {
+	uint64_t unit = mce_unit(c->bi->cmdline);
+	struct mce_case k = {
 		.kind = "ao", .gpa = gpa, .mcg_status = mce_expect.ao_mcg_status,
 		.status = mce_expect.ao_status, .addr = gpa, .polled = mce_expect.ao_polled,
 	};
 
+	if (!unit) {
+		check_fail(c, "mce_unit must be a power of two of at least 4096");
+		return false;
+	}
+	k.addr = gpa & ~(unit - 1);	/* the host reports the lost unit's start */
 	return mce_take(c, &k, "", mce_timeout_cycles(c), n);
 }
 

@@ -65,7 +65,8 @@ check_fn check_net;
  * 9).  mce_guest_take_ao: announce gpa ("# mce: victim gpa ... kind ao"),
  * then wait up to mce_timeout= seconds for the action-optional report of
  * it in the encoding of this guest's CPU vendor (Intel: a #MC; AMD: a
- * deferred error found by polling bank 9) and check it bit for bit; prints
+ * deferred error found by polling bank 9) and check it bit for bit, with
+ * MCi_ADDR the start of the mce_unit= the page lies in; prints
  * "ok/not ok N - mce ao delivered ..." with ++*n.  mce_guest_quiet: true
  * when neither a #MC nor a bank-9 record arrives for `ms` milliseconds. */
 bool mce_guest_enable(struct check_ctx *c);
