@@ -326,7 +326,7 @@ INI
         sleep 0.1
     done
     tap_is "$(readlink "/proc/$pid/root")" "$empty" "chroot = an empty directory: /proc/PID/root is it ($(basename "$chroot_bin"))"
-    tap_is "$(ls -A "$empty" | wc -l)" 0 "chroot: the directory is still empty (nothing needed inside)"
+    tap_is "$(find "$empty" -mindepth 1 | wc -l)" 0 "chroot: the directory is still empty (nothing needed inside)"
     "$DT_DVMM" ctl "$DT_OUT/$name.sock" quit >/dev/null 2>&1
     wait "$pid"
     tap_is "$?" 0 "chroot: quit over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
