@@ -320,7 +320,9 @@ static void net_rx_finish(struct net_pair *p, struct vq *vq, unsigned k)
 {
     struct net_rx_buf *b = &p->rx_buf[0];
     p->rx_hdr.num_buffers = (uint16_t)k;
+    net_set_flag(&p->rx_in_frame, true);
     vq_buf_to_iov(p->rx_iov + b->iov, b->niov, 0, &p->rx_hdr, NET_HDR_LEN);
+    net_set_flag(&p->rx_in_frame, false);
     net_bump(&p->rx.packets, 1);
     net_bump(&p->rx.bytes, p->rx_len - NET_HDR_LEN);
     net_rx_complete(p, vq, k);
@@ -333,7 +335,9 @@ static bool net_rx_continue(struct net_pair *p, struct vq *vq)
     while (p->rx_left && p->rx_used < p->rx_nbuf) {
         struct net_rx_buf *b = &p->rx_buf[p->rx_used];
         size_t c = p->rx_left < b->cap ? p->rx_left : b->cap;
+        net_set_flag(&p->rx_in_frame, true);
         vq_buf_to_iov(p->rx_iov + b->iov, b->niov, 0, p->overflow + p->rx_off, c);
+        net_set_flag(&p->rx_in_frame, false);
         p->rx_ulen[p->rx_used++] = (uint32_t)c;
         p->rx_off += c;
         p->rx_left -= c;
@@ -686,9 +690,22 @@ static void net_txdrop_fn(void *arg)
     net_publish(n, t->q);
 }
 
+/* Give every held RX chain back empty (the frame is dropped). */
+static void net_rxdrop_fn(void *arg)
+{
+    struct net_txdrop *t = arg;
+    struct net_pair *p = t->p;
+    struct vq *vq = vp_vq(&p->net->vp, t->q);
+
+    for (unsigned i = 0; i < p->rx_nbuf; i++)
+        p->rx_ulen[i] = 0;
+    net_rx_complete(p, vq, p->rx_nbuf);
+    net_publish(p->net, t->q);
+}
+
 /* The worker's own access to guest memory met a failed page.  A TX frame's
- * header: that frame is dropped and counted, its chain given back, and the
- * queue goes on.  Anything else (a ring, a descriptor table, the RX side,
+ * header, or an RX frame's header or overflow copy: that frame is dropped
+ * and counted, its chains given back (RX: empty), and the queue goes on.  Anything else (a ring, a descriptor table, the RX side,
  * the control queue): report it and stop that queue (NEEDS_RESET), as for
  * a chain that cannot be trusted. */
 static void net_pass_poisoned(struct net_pair *p, const struct mce_guard *g)
@@ -704,6 +721,20 @@ static void net_pass_poisoned(struct net_pair *p, const struct mce_guard *g)
         net_report_poison(p, q, g->addr, g->lsb, "TX frame");
         net_drop(p, false, NET_DROP_MEMORY_FAILURE);
         if (mce_guard_run(&g2, net_txdrop_fn, &t) == 0)
+            return;
+        g = &g2;
+    } else if (q == 2 * p->idx && __atomic_load_n(&p->rx_in_frame, __ATOMIC_RELAXED)) {
+        /* The TAP's readv does not fail on a failed page (tun ignores
+         * its copy error); dvmm's own store of the header or of the
+         * overflow into the buffer is what meets it. */
+        struct net_txdrop t = { .p = p, .q = q };
+        struct mce_guard g2;
+
+        net_set_flag(&p->rx_in_frame, false);
+        p->rx_partial = false;
+        net_report_poison(p, q, g->addr, g->lsb, "RX buffer");
+        net_drop(p, true, NET_DROP_MEMORY_FAILURE);
+        if (mce_guard_run(&g2, net_rxdrop_fn, &t) == 0)
             return;
         g = &g2;
     }

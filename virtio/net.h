@@ -86,6 +86,7 @@ struct net_pair {
                                  * failure in its own access cuts short */
     bool tx_in_frame;           /* reading a TX frame's header: a failure
                                  * there drops that frame only */
+    bool rx_in_frame;           /* writing into held RX buffers: likewise */
 
     /* RX state (worker only) */
     struct iovec *rx_iov;
