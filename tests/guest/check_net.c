@@ -65,6 +65,7 @@
 #define TIMER_COUNT		0x100000
 #define TIMER_DIV16		0x3
 #define MAX_APIC		256
+#define NET_BAD_RX		1024	/* net_poison=1: RX buffer offset in the page */
 
 #define NRX			16	/* RX buffers per queue */
 #define BUF			2048
@@ -122,10 +123,19 @@ struct net_state {
 	volatile uint32_t irqs[MAX_APIC][2 * NET_MAXP + 2];
 	volatile uint32_t ticks[MAX_APIC];
 	volatile uint32_t config_irqs;
+	/* net_poison=1: the RX chain on the failed page, and what came of it */
+	int poison_rx_head;		/* -1: none */
+	bool poison_rx_back;
+	uint32_t poison_rx_len;
+	uint32_t rx_empty;		/* chains given back empty */
 };
 
 static struct net_state net;
 static struct net_qmem net_mem[NET_MAXP] DEVMEM;
+/* net_poison=1: the page the harness poisons once the guest names it.  Two
+ * ARP requests are written there first (the guest must not touch it after)
+ * and pair 0's first RX buffer lies there from NET_BAD_RX on. */
+static uint8_t net_bad_page[4096] __attribute__((aligned(4096))) DEVMEM;
 static uint8_t ctrl_ring[3 * 4096] __attribute__((aligned(4096)));
 static uint8_t ctrl_buf[64] __attribute__((aligned(64)));
 
@@ -353,6 +363,20 @@ static bool rx_poll(unsigned q, char *why, size_t whylen)
 	int head;
 
 	while ((head = vio_get_used(vq, &len)) >= 0) {
+		/* net_poison=1: a frame that met the failed page is dropped by the
+		 * device, which gives its chains back empty; the failed page's
+		 * own chain is not posted again. */
+		if (net.opt.poison && q == 0 && head == net.poison_rx_head) {
+			net.poison_rx_back = true;
+			net.poison_rx_len = len;
+			net.rx_empty += len == 0;
+			continue;
+		}
+		if (net.opt.poison && len == 0 && net_mem[q].slot_of[head] >= 0) {
+			net.rx_empty++;
+			posted |= rx_post(q, (unsigned)net_mem[q].slot_of[head]);
+			continue;
+		}
 		int slot = net_mem[q].slot_of[head];
 		const uint8_t *b = slot >= 0 ? net_mem[q].rx[slot] : NULL;
 		const struct virtio_net_hdr_v1 *h = (const void *)b;
@@ -579,6 +603,17 @@ static bool net_bring_up(struct check_ctx *c, unsigned np)
 	for (unsigned p = 0; p < net.np; p++) {
 		for (unsigned i = 0; i < VIO_QSIZE; i++)
 			net_mem[p].slot_of[i] = -1;
+		/* net_poison=1: pair 0's first RX chain lies on the page that
+		 * will fail, so the first frame received meets it. */
+		if (net.opt.poison && p == 0) {
+			struct vio_buf b = { (uintptr_t)net_bad_page + NET_BAD_RX, 4096 - NET_BAD_RX, true };
+
+			net.poison_rx_head = vio_add(&d->q[0], &b, 1);
+			if (net.poison_rx_head < 0) {
+				check_fail(c, "pair 0: cannot post the RX buffer on the poison page");
+				return false;
+			}
+		}
 		for (unsigned s = 0; s < NRX; s++)
 			if (!rx_post(p, s)) {
 				check_fail(c, "pair %u: cannot post RX buffer %u", p, s);
@@ -758,9 +793,6 @@ static bool net_parse_opts(struct check_ctx *c, struct net_opts *o)
 
 /* ---- frames on a failed page (net_poison=1) -------------------------------- */
 
-/* One page the harness poisons once the guest names it: two ARP requests
- * are written there first (the guest must not touch it afterwards). */
-static uint8_t net_bad_page[4096] __attribute__((aligned(4096))) DEVMEM;
 static uint8_t net_good_hdr[64] __attribute__((aligned(64)));
 
 /* Queue a TX chain of n buffers on pair 0 and wait until the device gives
@@ -806,7 +838,7 @@ static void net_poison_run(struct check_ctx *c)
 	memset(bad, 0, HDR);
 	len = arp_frame(bad + HDR, 1, NULL, pair_ip(0), NULL, net.opt.host_ip);
 	memset(net_good_hdr, 0, HDR);
-	arp_frame(bad + 2048, 1, NULL, pair_ip(0), NULL, net.opt.host_ip);
+	arp_frame(bad + 512, 1, NULL, pair_ip(0), NULL, net.opt.host_ip);
 	console_printf("# netpoison: frame gpa 0x%lx\n", gpa);
 	if (!mce_guest_take_ao(c, gpa, &n))
 		return;
@@ -819,7 +851,7 @@ static void net_poison_run(struct check_ctx *c)
 		check_fail(c, "the TX chain with its header on the failed page never came back");
 	struct vio_buf two[2] = {
 		{ (uintptr_t)net_good_hdr, HDR, false },
-		{ gpa + 2048, (uint32_t)len, false },
+		{ gpa + 512, (uint32_t)len, false },
 	};
 	ok = net_poison_tx(two, 2);
 	console_printf("%s %u - netpoison TX frame body on the failed page: chain given back\n",
@@ -832,6 +864,8 @@ static void net_poison_run(struct check_ctx *c)
 		console_printf("not ok %u - netpoison no second machine check for the page\n", ++n);
 		check_fail(c, "a second machine check arrived for a page already reported");
 	}
+	/* The first reply lands on the failed RX buffer and is dropped;
+	 * exchange() sends again. */
 	if (exchange(0, "ARP", true, why, sizeof(why)) &&
 	    exchange(0, "ICMP echo", false, why, sizeof(why))) {
 		console_printf("ok %u - netpoison ARP and ICMP echo on pair 0 after the failure\n", ++n);
@@ -840,6 +874,16 @@ static void net_poison_run(struct check_ctx *c)
 			       ++n, why);
 		check_fail(c, "%s", why);
 		return;
+	}
+	if (net.poison_rx_back && net.poison_rx_len == 0) {
+		console_printf("ok %u - netpoison RX frame into the failed page: dropped, chain given back "
+			       "empty (%u empty chains)\n", ++n, net.rx_empty);
+	} else {
+		console_printf("not ok %u - netpoison RX frame into the failed page: dropped, chain given back "
+			       "empty # %s, used len %u\n", ++n,
+			       net.poison_rx_back ? "given back" : "never given back", net.poison_rx_len);
+		check_fail(c, "the RX chain on the failed page was %s",
+			   net.poison_rx_back ? "filled" : "never given back");
 	}
 	console_printf("# netpoison: survived; device status 0x%x\n", vio_status(&net.dev));
 }
@@ -883,6 +927,7 @@ void check_net(struct check_ctx *c)
 
 	memset(&net, 0, sizeof(net));
 	memset(net_mem, 0, sizeof(net_mem));
+	net.poison_rx_head = -1;
 	if (!net_parse_opts(c, &net.opt))
 		return;
 	if (!pci_find(0x1af4, 0x1041, 0, &f) && !pci_find(0x1af4, 0x1000, 0, &f)) {

@@ -9,9 +9,13 @@
 # guard catches the SIGBUS) and one whose header is elsewhere and whose
 # Ethernet frame lies on the page (the TAP writev gets EFAULT, traced by
 # probing): each chain must come back, no second machine check may arrive,
-# and ARP and ICMP echo on the same pair must still work.  Checked here:
-# the guest's lines, dvmm's MCE log lines naming virtio-net.0 and the
-# buffer, `status` counting two memory_failure drops, exit status 0.
+# and ARP and ICMP echo on the same pair must still work.  Pair 0's first
+# RX buffer lies on the page too: the first reply meets it (tun's readv
+# ignores its failed copy; dvmm's own store of the virtio-net header into
+# the buffer faults, caught by the guard), is dropped and its chain comes
+# back empty.  Checked here: the
+# guest's lines, dvmm's MCE log lines naming virtio-net.0, the queue and
+# the buffer, `status` counting the memory_failure drops, exit status 0.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 # Inside a nested KVM host /dev/net/tun needs the module.
@@ -38,7 +42,7 @@ why=$("$NSRUN" --tap dvprobe0 -- true 2>&1) ||
     tap_skip_all "cannot make a network namespace with a TAP here: ${why:-net-ns-run failed}"
 
 WAIT_S=${DVMM_NET_POISON_WAIT:-120}
-PLAN=9
+PLAN=11
 tap_plan $PLAN
 tap_diag "running on $KVM_WHERE; logs in $DT_OUT"
 SOCK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-netp.XXXXXX")
@@ -124,7 +128,8 @@ for step in 'mce ao delivered' \
     'netpoison TX frame with its header on the failed page: chain given back' \
     'netpoison TX frame body on the failed page: chain given back' \
     'netpoison no second machine check for the page' \
-    'netpoison ARP and ICMP echo on pair 0 after the failure'; do
+    'netpoison ARP and ICMP echo on pair 0 after the failure' \
+    'netpoison RX frame into the failed page: dropped, chain given back empty'; do
     if grep -q "^ok [0-9]* - $step" "$P_CON"; then
         tap_ok "guest: $step"
     else
@@ -135,12 +140,14 @@ log_has "MCE log: the header's failure (the worker's own load, caught by its gua
     ".gpa == \"$gpa\" and (.reason | test(\"^virtio-net\\\\.0 pair 0 queue 1: TX frame: \"))"
 log_has "MCE log: the frame body's failure (TAP writev EFAULT, found by probing) names virtio-net.0 pair 0 queue 1: TX buffer" \
     ".gpa == \"$gpa\" and (.reason | test(\"^virtio-net\\\\.0 pair 0 queue 1: TX buffer: \"))"
+log_has "MCE log: the RX frame's failure (the worker's own store of the header: tun's readv ignores its copy error) names virtio-net.0 pair 0 queue 0: RX buffer" \
+    ".gpa == \"$gpa\" and (.reason | test(\"^virtio-net\\\\.0 pair 0 queue 0: RX buffer: \"))"
 if [ "$P_RC" = 0 ] && ! grep -q '^not ok' "$P_CON" &&
-    printf '%s' "$status_json" | jq -e '[.. | objects | select(has("memory_failure")) | .memory_failure] | any(. == 2)' >/dev/null 2>&1 &&
+    printf '%s' "$status_json" | jq -e '[.. | objects | select(has("memory_failure")) | .memory_failure] | any(. >= 2)' >/dev/null 2>&1 &&
     grep -q "virtio-net.0 pair 0 queue 1: TX buffer: memory failure at GPA $gpa" "$P_ERR"; then
-    tap_ok "dvmm counted two memory_failure drops, named the page on stderr and exited 0"
+    tap_ok "dvmm counted the TX memory_failure drops, named the page on stderr and exited 0"
 else
-    tap_not_ok "dvmm counted two memory_failure drops, named the page on stderr and exited 0" \
+    tap_not_ok "dvmm counted the TX memory_failure drops, named the page on stderr and exited 0" \
         "exit status ${P_RC:-running}" "status: $status_json" "stderr:" "$(tail -n 15 "$P_ERR")" \
         "console:" "$(tail -n 10 "$P_CON")"
 fi
