@@ -353,24 +353,53 @@ static int loader_open(const char *path, const char *key, uint64_t *size,
     return fd;
 }
 
-/* Read exactly len bytes at off; a file that shrank is an error. */
+/* Bounce size for loader_pread_all's fallback. */
+#define LOADER_BOUNCE (1U << 20)
+
+/* Read exactly len bytes at off; a file that shrank is an error.
+ * dst is usually guest RAM.  Some file systems (9p without a page cache,
+ * FUSE direct I/O) pin the destination pages with get_user_pages, which a
+ * PFN-mapped backend such as dmemfs has none of: the read fails with
+ * EFAULT, so the rest goes through an ordinary heap buffer instead. */
 static int loader_pread_all(int fd, void *dst, uint64_t off, uint64_t len,
                             const char *key, const char *path, char *err, size_t errlen)
 {
     uint64_t done = 0;
+    uint8_t *bounce = NULL;
 
     while (done < len) {
         size_t chunk = len - done > (1U << 30) ? (1U << 30) : (size_t)(len - done);
-        ssize_t n = pread(fd, (uint8_t *)dst + done, chunk, (off_t)(off + done));
+        uint8_t *to = (uint8_t *)dst + done;
+        ssize_t n;
+
+        if (bounce && chunk > LOADER_BOUNCE)
+            chunk = LOADER_BOUNCE;
+        n = pread(fd, bounce ? bounce : to, chunk, (off_t)(off + done));
+        if (n < 0 && errno == EFAULT && !bounce) {
+            bounce = malloc(LOADER_BOUNCE);
+            if (!bounce)
+                return log_fail(err, errlen, -ENOMEM, "%s=%s: read: %s", key, path,
+                                strerror(ENOMEM));
+            continue;
+        }
+        if (n > 0 && bounce)
+            memcpy(to, bounce, (size_t)n);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
-            return log_fail(err, errlen, -errno, "%s=%s: read: %s", key, path, strerror(errno));
-        if (n == 0)
+        if (n < 0) {
+            int e = errno;
+
+            free(bounce);
+            return log_fail(err, errlen, -e, "%s=%s: read: %s", key, path, strerror(e));
+        }
+        if (n == 0) {
+            free(bounce);
             return log_fail(err, errlen, -EIO, "%s=%s: file shrank to %llu bytes while reading",
-                               key, path, (unsigned long long)(off + done));
+                            key, path, (unsigned long long)(off + done));
+        }
         done += (uint64_t)n;
     }
+    free(bounce);
     return 0;
 }
 
