@@ -44,6 +44,19 @@ $(BUILD)/asan/obj/%.o: %.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c $< -o $@
 
+# The sandbox's SIGSYS report names the blocked call from a const table
+# (the handler may not allocate), generated from the kernel's UAPI header
+# instead of kept by hand; test_sandbox checks it against libseccomp's.
+SYSNAMES_UAPI := /usr/include/x86_64-linux-gnu/asm/unistd_64.h
+SYSNAMES_H    := $(BUILD)/gen/sandbox_sysnames.h
+$(SYSNAMES_H): $(SYSNAMES_UAPI) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	sed -n 's/^#define __NR_\([a-z0-9_]*\) \([0-9][0-9]*\)$$/    [\2] = "\1",/p' $< >$@.tmp
+	@test -s $@.tmp || { echo "make: no system call numbers in $<" >&2; exit 1; }
+	@mv $@.tmp $@
+$(BUILD)/obj/vmm/sandbox_names.o $(BUILD)/asan/obj/vmm/sandbox_names.o: $(SYSNAMES_H)
+$(BUILD)/obj/vmm/sandbox_names.o $(BUILD)/asan/obj/vmm/sandbox_names.o: CPPFLAGS += -I$(BUILD)/gen
+
 $(BUILD)/libdvmm.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
