@@ -23,19 +23,32 @@ dt_require_build() {
     [ -f "$DT_GUEST" ] || tap_bail_out "$DT_GUEST missing: run make first"
 }
 
-dvmm_guest() {
-    local name=$1 vcpus=$2 mem=$3 checks=$4
-    shift 4
-    cat >"$DT_OUT/$name.ini" <<INI
+# dt_ini NAME VCPUS MEMORY CMDLINE [KERNEL] <<INI ... INI
+#   Writes $DT_OUT/NAME.ini: the [vm] section (KERNEL, the test guest unless
+#   given, CMDLINE, on_reset = exit) and [console] input = no, which every
+#   test's config starts with, then the sections read from stdin (always
+#   give it: a here-document, or </dev/null for none).
+dt_ini() {
+    {
+        cat <<INI
 [vm]
-name = $name
-vcpus = $vcpus
-memory = $mem
-kernel = $DT_GUEST
-cmdline = dvmmtest=$checks
+name = $1
+vcpus = $2
+memory = $3
+kernel = ${5:-$DT_GUEST}
+cmdline = $4
 on_reset = exit
 [console]
 input = no
+INI
+        cat
+    } >"$DT_OUT/$1.ini"
+}
+
+dvmm_guest() {
+    local name=$1 vcpus=$2 mem=$3 checks=$4
+    shift 4
+    dt_ini "$name" "$vcpus" "$mem" "dvmmtest=$checks" <<INI
 [control]
 enabled = no
 INI
@@ -66,4 +79,16 @@ dt_console_has() {
         tap_not_ok "$3" "no line matching /$2/ in the console:" \
             "$(tail -n 15 "$DT_OUT/$1.out")"
     fi
+}
+
+# dt_no_tap_reason: why a test cannot have a TAP in a network namespace of
+# its own here (tests/lib/net-ns-run: ip and unshare, and the kernel's
+# tun); nothing when it can.
+dt_no_tap_reason() {
+    local t why
+    for t in ip unshare; do
+        command -v "$t" >/dev/null 2>&1 || { echo "$t not installed"; return; }
+    done
+    why=$("$DT_ROOT/tests/lib/net-ns-run" --tap dvprobe0 -- true 2>&1) ||
+        echo "cannot make a network namespace with a TAP here: ${why:-net-ns-run failed}"
 }

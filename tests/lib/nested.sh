@@ -57,6 +57,13 @@ nested_unavailable_reason() {
     fi
 }
 
+# nested_want_modules MODULE...: the nested host loads MODULEs too (added
+# to DVMM_NESTED_MODULES), e.g. tun for a test that makes a TAP.  Before
+# need_kvm, which boots the nested host where it runs the test.
+nested_want_modules() {
+    export DVMM_NESTED_MODULES="${DVMM_NESTED_MODULES:+$DVMM_NESTED_MODULES }$*"
+}
+
 # The dmemfs reservation of DVMM_NESTED_DMEM, in bytes, or nothing.  It
 # starts at 4 GiB: with 2.75 GiB or more, q35 puts 2 GiB below 4 GiB and the
 # rest from 4 GiB up, so the range is RAM in the firmware e820.
