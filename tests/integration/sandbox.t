@@ -19,9 +19,9 @@
 #     directory; with on_reset = reboot it is a config error.
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
-# The net case needs a TAP; inside a nested KVM host that needs the module.
-export DVMM_NESTED_MODULES="${DVMM_NESTED_MODULES:+$DVMM_NESTED_MODULES }tun"
 . tests/lib/kvm-env.sh
+# The net case needs a TAP; inside a nested KVM host that needs the module.
+nested_want_modules tun
 need_kvm "$@"
 . tests/lib/dvmm-test.sh
 dt_require_build
@@ -33,10 +33,18 @@ tap_diag "running on $KVM_WHERE"
 # selftest KIND NAME THREAD [dvmm options]: the hook for KIND in a one-vCPU
 # guest; THREAD is the name the line must carry.
 selftest() {
-    local kind=$1 name=$2 thread=$3 lines
+    local kind=$1 name=$2 thread=$3
     shift 3
     DVMM_SANDBOX_SELFTEST=$kind dvmm_guest "$name" 1 256M "${GUEST_CHECK:-boot}" \
         --set sandbox.seccomp=yes "$@"
+    selftest_check "$kind" "$name" "$thread"
+}
+
+# selftest_check KIND NAME THREAD: two points for a run of NAME with the
+# hook for KIND (its exit status in DT_RC): exit status 1, and one line
+# naming THREAD, uname and its number.
+selftest_check() {
+    local kind=$1 name=$2 thread=$3 lines
     tap_is "$DT_RC" 1 "selftest $kind: dvmm exits 1"
     lines=$(grep -c 'forbidden system call' "$DT_OUT/$name.err")
     if [ "$lines" = 1 ] &&
@@ -66,22 +74,12 @@ else
 fi
 
 # net: a TAP in a namespace of its own (tests/lib/net-ns-run).
-if ! command -v ip >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then
-    tap_skip "ip or unshare not installed: no TAP for the net worker" 2
-elif ! why=$("$NSRUN" --tap dvsbx0 -- true 2>&1); then
-    tap_skip "cannot make a network namespace with a TAP here: ${why:-net-ns-run failed}" 2
+why=$(dt_no_tap_reason)
+if [ -n "$why" ]; then
+    tap_skip "no TAP for the net worker: $why" 2
 else
     name=sbx-net
-    cat >"$DT_OUT/$name.ini" <<INI
-[vm]
-name = $name
-vcpus = 1
-memory = 128M
-kernel = $DT_GUEST
-cmdline = dvmmtest=net net_host=10.0.2.1 net_ip=10.0.2.15 net_pairs=1
-on_reset = exit
-[console]
-input = no
+    dt_ini "$name" 1 128M "dvmmtest=net net_host=10.0.2.1 net_ip=10.0.2.15 net_pairs=1" <<INI
 [control]
 enabled = no
 [net.0]
@@ -92,15 +90,7 @@ INI
     DVMM_SANDBOX_SELFTEST=net run_with_timeout "$DT_TIMEOUT" "$NSRUN" --tap dvsbx0 -- \
         "$DT_DVMM" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null
     DT_RC=$?
-    tap_is "$DT_RC" 1 "selftest net: dvmm exits 1"
-    if [ "$(grep -c 'forbidden system call' "$DT_OUT/$name.err")" = 1 ] &&
-        grep -Eqx 'dvmm: sandbox: net0-p0 made forbidden system call uname \(63\); exiting' \
-            "$DT_OUT/$name.err"; then
-        tap_ok "selftest net: one line names net0-p0, uname and 63"
-    else
-        tap_not_ok "selftest net: one line names net0-p0, uname and 63" \
-            "stderr ($DT_OUT/$name.err):" "$(tail -n 15 "$DT_OUT/$name.err")"
-    fi
+    selftest_check net "$name" net0-p0
 fi
 
 # --- log mode lets it through ----------------------------------------------------
@@ -112,28 +102,69 @@ else
     tap_ok "seccomp = log: no SIGSYS line"
 fi
 
+# --- a VM that runs until told to quit ----------------------------------------------
+# vm_ini NAME VCPUS CMDLINE SOCKET <<INI ... INI: NAME.ini (dt_ini) for a
+# 128M guest that never ends (its exit port is not there), its control
+# socket at SOCKET, then the sections on stdin.
+vm_ini() {
+    { printf '[debug-exit]\nenabled = no\n[control]\nsocket = %s\n' "$4"; cat; } |
+        dt_ini "$1" "$2" 128M "$3"
+}
+
+# ctl_wait SOCKET PID: 0 once the control socket at SOCKET answers status;
+# 1 when PID ends first or 30 s pass.
+ctl_wait() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        "$DT_DVMM" ctl "$1" status >/dev/null 2>&1 && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# vm_start NAME VCPUS SOCKET BIN <<INI ... INI: vm_ini for a guest that
+# checks nothing, run by BIN (a dvmm) in the background; its PID in VM_PID
+# once the socket answers (ctl_wait).
+vm_start() {
+    local name=$1 vcpus=$2 sock=$3 bin=$4
+    vm_ini "$name" "$vcpus" dvmmtest=none "$sock"
+    "$bin" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null &
+    VM_PID=$!
+    ctl_wait "$sock" "$VM_PID"
+}
+
+# quit_exits_0 SOCKET PID DESCRIPTION: quit over the control socket; one
+# point, PID's exit status 0.
+quit_exits_0() {
+    "$DT_DVMM" ctl "$1" quit >/dev/null 2>&1
+    wait "$2"
+    tap_is "$?" 0 "$3"
+}
+
+# refused NAME STATUS MESSAGE DESCRIPTION [dvmm options]: a one-vCPU guest
+# that dvmm must refuse at start; one point, exit STATUS and a line with
+# MESSAGE (a grep pattern) on stderr.
+refused() {
+    local name=$1 want=$2 msg=$3 desc=$4
+    shift 4
+    dvmm_guest "$name" 1 128M boot "$@"
+    if [ "$DT_RC" = "$want" ] && grep -q -- "$msg" "$DT_OUT/$name.err"; then
+        tap_ok "$desc"
+    else
+        tap_not_ok "$desc" "exit status $DT_RC" "$(tail -n 15 "$DT_OUT/$name.err")"
+    fi
+}
+
 # --- every thread of a running VM is filtered --------------------------------------
-# A guest that never ends (its exit port is not there), with a disk it has
-# driven, and the control socket to stop it.
+# A guest that never ends, with a disk it has driven, and the control
+# socket to stop it.
 # running NAME MODE: start it; PID in RUN_PID once the socket answers.
 running() {
     local name=$1 mode=$2 i
     img=$DT_OUT/$name.img
     truncate -s 4M "$img"
-    cat >"$DT_OUT/$name.ini" <<INI
-[vm]
-name = $name
-vcpus = 2
-memory = 128M
-kernel = $DT_GUEST
-cmdline = dvmmtest=blk blk_queues=2
-on_reset = exit
-[console]
-input = no
-[debug-exit]
-enabled = no
-[control]
-socket = $DT_OUT/$name.sock
+    vm_ini "$name" 2 "dvmmtest=blk blk_queues=2" "$DT_OUT/$name.sock" <<INI
 [disk.0]
 path = $img
 [sandbox]
@@ -210,10 +241,7 @@ else
         tap_not_ok "dvmm logs the refusal with the peer's uid and pid" "$(tail -n 5 "$DT_OUT/sbx-run.err")"
     fi
 fi
-"$DT_DVMM" ctl "$DT_OUT/sbx-run.sock" quit >/dev/null 2>&1
-wait "$RUN_PID"
-rc=$?
-tap_is "$rc" 0 "seccomp = yes: quit over the socket, exit 0 (stderr: $DT_OUT/sbx-run.err)"
+quit_exits_0 "$DT_OUT/sbx-run.sock" "$RUN_PID" "seccomp = yes: quit over the socket, exit 0 (stderr: $DT_OUT/sbx-run.err)"
 
 running sbx-off no
 table=$(thread_table "$RUN_PID")
@@ -236,31 +264,12 @@ else
     name=sbx-user
     sdir=$DT_OUT/$name.d
     mkdir -p "$sdir" && chown "$drop_uid:$drop_gid" "$sdir"
-    cat >"$DT_OUT/$name.ini" <<INI
-[vm]
-name = $name
-vcpus = 2
-memory = 128M
-kernel = $DT_GUEST
-cmdline = dvmmtest=none
-on_reset = exit
-[console]
-input = no
-[debug-exit]
-enabled = no
-[control]
-socket = $sdir/ctl.sock
+    vm_start "$name" 2 "$sdir/ctl.sock" "$DT_DVMM" <<INI
 [sandbox]
 seccomp = yes
 user = $drop_user
 INI
-    "$DT_DVMM" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null &
-    pid=$!
-    for i in $(seq 300); do
-        [ -S "$sdir/ctl.sock" ] && "$DT_DVMM" ctl "$sdir/ctl.sock" status >/dev/null 2>&1 && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    pid=$VM_PID
     st=$(cat /proc/$pid/status 2>/dev/null)
     tap_diag "$(printf '%s\n' "$st" | grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):')"
     tap_is "$(printf '%s\n' "$st" | awk '/^Uid:/ {print $2, $3, $4, $5}')" \
@@ -277,20 +286,13 @@ INI
     done
     tap_is "${bad:-none}" none "user = $drop_user: every thread (vCPUs, spawner) runs as $drop_uid"
     tap_is "$(stat -c %U "$sdir/ctl.sock" 2>/dev/null)" "$drop_user" "user = $drop_user: the control socket belongs to $drop_user"
-    "$DT_DVMM" ctl "$sdir/ctl.sock" quit >/dev/null 2>&1
-    wait "$pid"
-    tap_is "$?" 0 "user = $drop_user: quit from root over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
+    quit_exits_0 "$sdir/ctl.sock" "$pid" "user = $drop_user: quit from root over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
 
     # A reboot re-reads the kernel: one the user cannot read is refused at start.
     cp "$DT_GUEST" "$DT_OUT/private.elf" && chmod 0600 "$DT_OUT/private.elf"
-    dvmm_guest sbx-user-reboot 1 128M boot --set sandbox.user=$drop_user \
-        --set "vm.kernel=$DT_OUT/private.elf" --set vm.on_reset=reboot
-    if [ "$DT_RC" = 1 ] && grep -q "sandbox.user = '$drop_user' cannot read vm.kernel '$DT_OUT/private.elf'" "$DT_OUT/sbx-user-reboot.err"; then
-        tap_ok "user = $drop_user with on_reset = reboot and a kernel it cannot read: exit 1 at start, naming both"
-    else
-        tap_not_ok "user = $drop_user with on_reset = reboot and a kernel it cannot read: exit 1 at start, naming both" \
-            "exit status $DT_RC" "$(tail -n 5 "$DT_OUT/sbx-user-reboot.err")"
-    fi
+    refused sbx-user-reboot 1 "sandbox.user = '$drop_user' cannot read vm.kernel '$DT_OUT/private.elf'" \
+        "user = $drop_user with on_reset = reboot and a kernel it cannot read: exit 1 at start, naming both" \
+        --set sandbox.user=$drop_user --set "vm.kernel=$DT_OUT/private.elf" --set vm.on_reset=reboot
 fi
 # --- [sandbox] chroot: an empty directory, with the static build if there is one ----------
 chroot_bin=$DT_BUILD/dvmm-static
@@ -300,51 +302,22 @@ if [ "$(id -u)" -ne 0 ]; then
 else
     name=sbx-chroot
     empty=$(mktemp -d "$DT_OUT/empty.XXXXXX")
-    cat >"$DT_OUT/$name.ini" <<INI
-[vm]
-name = $name
-vcpus = 1
-memory = 128M
-kernel = $DT_GUEST
-cmdline = dvmmtest=none
-on_reset = exit
-[console]
-input = no
-[debug-exit]
-enabled = no
-[control]
-socket = $DT_OUT/$name.sock
+    vm_start "$name" 1 "$DT_OUT/$name.sock" "$chroot_bin" <<INI
 [sandbox]
 seccomp = yes
 chroot = $empty
 INI
-    "$chroot_bin" run "$DT_OUT/$name.ini" >"$DT_OUT/$name.out" 2>"$DT_OUT/$name.err" </dev/null &
-    pid=$!
-    for i in $(seq 300); do
-        "$DT_DVMM" ctl "$DT_OUT/$name.sock" status >/dev/null 2>&1 && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    pid=$VM_PID
     tap_is "$(readlink "/proc/$pid/root")" "$empty" "chroot = an empty directory: /proc/PID/root is it ($(basename "$chroot_bin"))"
     tap_is "$(find "$empty" -mindepth 1 | wc -l)" 0 "chroot: the directory is still empty (nothing needed inside)"
-    "$DT_DVMM" ctl "$DT_OUT/$name.sock" quit >/dev/null 2>&1
-    wait "$pid"
-    tap_is "$?" 0 "chroot: quit over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
+    quit_exits_0 "$DT_OUT/$name.sock" "$pid" "chroot: quit over the socket, exit 0 (stderr: $DT_OUT/$name.err)"
 fi
-dvmm_guest sbx-chroot-reboot 1 128M boot --set "sandbox.chroot=$DT_OUT" --set vm.on_reset=reboot
-if [ "$DT_RC" = 2 ] && grep -q "sandbox.chroot = '$DT_OUT': needs vm.on_reset = exit" "$DT_OUT/sbx-chroot-reboot.err"; then
-    tap_ok "chroot with on_reset = reboot: exit 2, the message names sandbox.chroot and why"
-else
-    tap_not_ok "chroot with on_reset = reboot: exit 2, the message names sandbox.chroot and why" \
-        "exit status $DT_RC" "$(cat "$DT_OUT/sbx-chroot-reboot.err")"
-fi
+refused sbx-chroot-reboot 2 "sandbox.chroot = '$DT_OUT': needs vm.on_reset = exit" \
+    "chroot with on_reset = reboot: exit 2, the message names sandbox.chroot and why" \
+    --set "sandbox.chroot=$DT_OUT" --set vm.on_reset=reboot
 
-dvmm_guest sbx-user-bad 1 128M boot --set sandbox.user=no-such-user-dvmm
-if [ "$DT_RC" = 2 ] && grep -q "sandbox.user = 'no-such-user-dvmm': no such user" "$DT_OUT/sbx-user-bad.err"; then
-    tap_ok "user = an unknown name: exit 2, the message names sandbox.user and the value"
-else
-    tap_not_ok "user = an unknown name: exit 2, the message names sandbox.user and the value" \
-        "exit status $DT_RC" "$(cat "$DT_OUT/sbx-user-bad.err")"
-fi
+refused sbx-user-bad 2 "sandbox.user = 'no-such-user-dvmm': no such user" \
+    "user = an unknown name: exit 2, the message names sandbox.user and the value" \
+    --set sandbox.user=no-such-user-dvmm
 
 tap_done
