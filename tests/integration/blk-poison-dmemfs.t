@@ -13,23 +13,10 @@
 cd "$(dirname "$0")/../.." || exit 1
 . tests/lib/tap.sh
 . tests/lib/kvm-env.sh
+. tests/lib/poison.sh
 
 DMEM_GIB=2
-if [ -z "${DVMM_NESTED:-}" ] && kvm_usable && grep -qw dmemfs /proc/filesystems; then
-    need_kvm "$@"
-else
-    # The kernel side first (a failure is a test failure, not a skip).
-    if [ -z "${DVMM_NESTED:-}" ] && [ -z "$(nested_unavailable_reason)" ]; then
-        if ! kbuild_out=$(kernel-support/kernel-build 2>&1 >/dev/null); then
-            echo "1..1"
-            tap_not_ok "kernel-support/kernel-build: patched kvm.ko and dmemfs.ko for the nested host" \
-                "$(printf '%s\n' "$kbuild_out" | tail -n 20)"
-            exit 1
-        fi
-    fi
-    export DVMM_NESTED_DMEM=${DMEM_GIB}G
-    need_nested_kvm "this host's kernel has no dmemfs" "$@"
-fi
+poison_need_dmemfs_host "$DMEM_GIB" "$@"
 { mkdir -p "$(dvmm_build_dir)/tests" &&
     DT_OUT=$(mktemp -d "$(dvmm_build_dir)/tests/blk-poison-dmemfs.XXXXXX"); } || tap_bail_out "mktemp failed"
 . tests/lib/dvmm-test.sh
@@ -44,11 +31,7 @@ UNIT=0x40000000
 BAD=0x40005000
 GiB=1073741824
 PLAN=10
-P_NAME=blkp-dmemfs
-P_SOCK=$MNT.sock
-P_LOG=$DT_OUT/$P_NAME.jsonl
-P_CON=$DT_OUT/$P_NAME.out
-P_ERR=$DT_OUT/$P_NAME.err
+poison_files blkp-dmemfs "$MNT.sock"
 
 cleanup() {
     umount "$MNT" 2>/dev/null
@@ -74,36 +57,18 @@ truncate -s 1M "$IMG"
 # The kernel too: dvmm reads it straight into guest RAM.
 KERNEL=$IMG.elf
 cp "$DT_GUEST" "$KERNEL" || tap_bail_out "cannot copy $DT_GUEST to $KERNEL"
-: >"$P_CON"
-: >"$P_LOG"
-cat >"$DT_OUT/$P_NAME.ini" <<INI
-[vm]
-name = $P_NAME
-vcpus = 1
-memory = 2G
-kernel = $KERNEL
-cmdline = dvmmtest=blk blk_poison=1 blk_poison_gpa=$BAD blk_queues=1 mce_unit=$GiB mce_timeout=$WAIT_S
-on_reset = exit
-[console]
-input = no
+dt_ini "$P_NAME" 1 2G "dvmmtest=blk blk_poison=1 blk_poison_gpa=$BAD blk_queues=1 mce_unit=$GiB mce_timeout=$WAIT_S" \
+    "$KERNEL" <<INI
 [memory]
 backend = dmemfs
 path = $MNT
 [disk.0]
 path = $IMG
 INI
-timeout --kill-after=10 "$DT_TIMEOUT" "$DT_DVMM" run "$DT_OUT/$P_NAME.ini" \
-    --set control.socket="$P_SOCK" --set mce.log="$P_LOG" \
-    --set console.output="$P_CON" </dev/null >"$DT_OUT/$P_NAME.stdout" 2>"$P_ERR" &
-P_PID=$!
-P_RC=
+# shellcheck disable=SC2119 # no wrapper: dvmm runs in this network namespace
+poison_start
 
-if ! bg_wait_line "$P_PID" P_RC "$P_CON" "^# blkpoison: buffer gpa $BAD\$" "$WAIT_S"; then
-    tap_not_ok "the guest named its buffer page $BAD" "exit status: ${P_RC:-running}" \
-        "console:" "$(tail -n 15 "$P_CON")" "stderr:" "$(tail -n 10 "$P_ERR")"
-    tap_skip "the guest did not reach the poison step" $((PLAN - 2))
-    kill "$P_PID" 2>/dev/null
-    wait "$P_PID" 2>/dev/null
+if ! poison_wait_page "^# blkpoison: buffer gpa $BAD\$" "the guest named its buffer page $BAD" $((PLAN - 2)); then
     tap_done
     exit
 fi
@@ -118,24 +83,12 @@ else
         "$(cat "$DT_OUT/inject.err" 2>/dev/null)"
 fi
 
-bg_wait_exit "$P_PID" P_RC "$WAIT_S" || {
-    kill "$P_PID" 2>/dev/null
-    wait "$P_PID"
-    P_RC=$?
-}
-for step in 'mce ao delivered' 'blkpoison write from the failed page: IOERR' \
+poison_wait_exit
+poison_guest_steps "" 'mce ao delivered' 'blkpoison write from the failed page: IOERR' \
     'blkpoison read into the failed page: IOERR' \
     'blkpoison request header on the failed page: IOERR' \
     'blkpoison no second machine check for the page' \
-    'blkpoison another page after the failure: write OK, read OK, data intact'; do
-    if grep -q "^ok [0-9]* - $step" "$P_CON"; then
-        tap_ok "guest: $step"
-        grep "^ok [0-9]* - $step" "$P_CON" | head -n 1 | tap_diag -
-    else
-        tap_not_ok "guest: $step" "console:" "$(tail -n 15 "$P_CON")" \
-            "stderr:" "$(tail -n 10 "$P_ERR")"
-    fi
-done
+    'blkpoison another page after the failure: write OK, read OK, data intact'
 # The module names the dpage's start, whatever page was touched.
 if jq -e -s "any(.[]; .gpa == \"$UNIT\" and .page_size == $GiB and
         (.reason | test(\"^virtio-blk\\\\.0 queue 0: (write|read) buffer: \"))) and
@@ -154,6 +107,5 @@ else
         "exit status ${P_RC:-running}" "console:" "$(tail -n 15 "$P_CON")" \
         "stderr:" "$(tail -n 15 "$P_ERR")"
 fi
-tap_diag "MCE log:"
-tap_diag - <"$P_LOG"
+poison_dump_log
 tap_done
