@@ -21,37 +21,36 @@
 
 #define errf(...) snprintf(err, errlen, __VA_ARGS__)
 
-static int kvm_open_dev(char *err, size_t errlen)
+void kvm_dev_open(struct kvm_dev *d)
 {
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-    if (fd < 0) {
-        int e = errno;
-
-        if (e == ENOENT)
-            errf("/dev/kvm: no such device: this host has no usable KVM "
-                 "(see `dvmm hostcheck`)");
-        else
-            errf("/dev/kvm: %s", strerror(e));
-        return -e;
+    memset(d, 0, sizeof(*d));
+    d->fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (d->fd < 0) {
+        d->err = -errno;
+        return;
     }
-    return fd;
+    d->err = kvm_caps_probe(d->fd, &d->caps);
+    d->probe_failed = d->err != 0;
 }
 
-int kvm_query_max_vcpus(unsigned *max, char *err, size_t errlen)
+void kvm_dev_close(struct kvm_dev *d)
 {
-    struct kvm_cap_set caps;
-    int fd = kvm_open_dev(err, errlen), ret;
+    if (d->fd >= 0)
+        close(d->fd);
+    d->fd = -1;
+}
 
-    if (fd < 0)
-        return fd;
-    ret = kvm_caps_probe(fd, &caps);
-    if (ret)
-        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-ret));
+/* kvm_dev_open's failure, in the words the open or the probe would have. */
+static int kvm_dev_fail(const struct kvm_dev *d, char *err, size_t errlen)
+{
+    if (d->probe_failed)
+        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-d->err));
+    else if (d->err == -ENOENT)
+        errf("/dev/kvm: no such device: this host has no usable KVM "
+             "(see `dvmm hostcheck`)");
     else
-        *max = kvm_caps_max_vcpus(&caps);
-    close(fd);
-    return ret;
+        errf("/dev/kvm: %s", strerror(-d->err));
+    return d->err;
 }
 
 /* Legacy interrupts as a PC routes them: GSI 0-15 reach both the PIC and the
@@ -247,36 +246,35 @@ static int kvm_get_cpuid(struct kvm_vm *vm, const struct kvm_cap_set *caps,
     return -E2BIG;
 }
 
-int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen)
+int kvm_vm_create(struct kvm_vm *vm, struct kvm_dev *dev, char *err, size_t errlen)
 {
     struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
     uint64_t identity = KVM_IDENTITY_ADDR;
-    struct kvm_cap_set caps;
+    const struct kvm_cap_set *caps = &dev->caps;
     int ret;
 
     memset(vm, 0, sizeof(*vm));
     vm->vm_fd = -1;
-    vm->kvm_fd = kvm_open_dev(err, errlen);
-    if (vm->kvm_fd < 0)
-        return vm->kvm_fd;
-    /* The same table and check `dvmm hostcheck` reports (kvm_caps.h). */
-    ret = kvm_caps_probe(vm->kvm_fd, &caps);
-    if (ret) {
-        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-ret));
+    /* The fd is the VM's from here on, whatever happens next. */
+    vm->kvm_fd = dev->fd;
+    dev->fd = -1;
+    if (dev->err) {
+        ret = kvm_dev_fail(dev, err, errlen);
         goto fail;
     }
-    ret = kvm_caps_check(&caps, err, errlen);
+    /* The same table and check `dvmm hostcheck` reports (kvm_caps.h). */
+    ret = kvm_caps_check(caps, err, errlen);
     if (ret)
         goto fail;
-    vm->max_vcpus = kvm_caps_max_vcpus(&caps);
-    vm->mce_cap = caps.mce_cap;
+    vm->max_vcpus = kvm_caps_max_vcpus(caps);
+    vm->mce_cap = caps->mce_cap;
     vm->run_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     if (vm->run_mmap_size <= 0) {
         ret = -errno;
         errf("kvm: KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
         goto fail;
     }
-    ret = kvm_get_cpuid(vm, &caps, err, errlen);
+    ret = kvm_get_cpuid(vm, caps, err, errlen);
     if (ret)
         goto fail;
 

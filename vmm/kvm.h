@@ -7,10 +7,12 @@
 
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "guest-mem/gm.h"
+#include "vmm/kvm_caps.h"
 #include "vmm/vmif.h"
 
 #define KVM_IOAPIC_PINS 24
@@ -29,11 +31,23 @@ struct kvm_vm {
     struct vmif vmif;
 };
 
-/* How many vCPUs /dev/kvm allows, without creating a VM.  -errno when there
- * is no usable /dev/kvm (err says why). */
-int kvm_query_max_vcpus(unsigned *max, char *err, size_t errlen);
+/* /dev/kvm, opened and asked for its capabilities once per run: main needs
+ * the vCPU limit to check the config, kvm_vm_create the rest.  A failure is
+ * kept (err: -errno of the open or of KVM_GET_API_VERSION) rather than
+ * reported, so that kvm_vm_create reports it at the point of the start-up
+ * where it always has. */
+struct kvm_dev {
+    int fd;                             /* -1 when the open failed or was taken */
+    int err;                            /* 0, or -errno */
+    bool probe_failed;                  /* err is KVM_GET_API_VERSION's */
+    struct kvm_cap_set caps;            /* valid when err == 0 */
+};
 
-int kvm_vm_create(struct kvm_vm *vm, char *err, size_t errlen);
+void kvm_dev_open(struct kvm_dev *d);
+void kvm_dev_close(struct kvm_dev *d);
+
+/* Takes dev's fd (closed again by kvm_vm_destroy, or here on failure). */
+int kvm_vm_create(struct kvm_vm *vm, struct kvm_dev *dev, char *err, size_t errlen);
 void kvm_vm_destroy(struct kvm_vm *vm);
 /* One memslot per guest-RAM region of the layout. */
 int kvm_vm_map_memory(struct kvm_vm *vm, const struct guest_mem *gm);

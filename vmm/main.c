@@ -137,19 +137,22 @@ static int parse_run_args(int argc, char **argv, struct cli *c)
     return 0;
 }
 
-/* t: where `run` keeps its start-up trace (NULL for `check`). */
-static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t)
+/* t: where `run` keeps its start-up trace (NULL for `check`).  kd: /dev/kvm,
+ * opened here once for the vCPU limit; `run` hands it on to vm_create, which
+ * reports a failure to open or probe it where it always has. */
+static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t,
+                       struct kvm_dev *kd)
 {
     struct cfg_limits lim = { 0 };
     char err[1024];
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
-    unsigned kvm_max = 0;
 
     lim.host_memory = (pages > 0 && psz > 0) ? (uint64_t)pages * (uint64_t)psz : 0;
     /* kvm_caps_vcpu_limit's rule, which hostcheck applies too. */
     lim.max_vcpus = KVM_CAPS_VCPU_LIMIT;
-    if (kvm_query_max_vcpus(&kvm_max, err, sizeof(err)) == 0 && kvm_max < lim.max_vcpus)
-        lim.max_vcpus = kvm_max;
+    kvm_dev_open(kd);
+    if (!kd->err && kvm_caps_max_vcpus(&kd->caps) < lim.max_vcpus)
+        lim.max_vcpus = kvm_caps_max_vcpus(&kd->caps);
     if (t)
         t[VM_T_KVM_QUERY] = vm_now_ns();
     if (cfg_load(c->file, c->sets, c->nsets, &lim, cfg, err, sizeof(err)) < 0) {
@@ -178,13 +181,18 @@ static int cmd_check(int argc, char **argv)
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
     struct boot_e820_entry e820[E820_MAX_ENTRIES_ZEROPAGE];
     struct guest_mem gm;
+    struct kvm_dev kd = { .fd = -1 };
     struct cli c;
     int ret, n;
 
     if (!cfg)
         return 1;
     ret = parse_run_args(argc, argv, &c);
-    if (ret || load_config(&c, cfg, NULL) < 0) {
+    if (!ret) {
+        ret = load_config(&c, cfg, NULL, &kd) < 0 ? EXIT_USER : 0;
+        kvm_dev_close(&kd);
+    }
+    if (ret) {
         free(cfg);
         return ret == 0x100 ? 0 : EXIT_USER;
     }
@@ -255,6 +263,7 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
 {
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
     struct vm *vm = calloc(1, sizeof(*vm));
+    struct kvm_dev kd = { .fd = -1 };
     char err[1024];
     struct cli c;
     int ret;
@@ -265,7 +274,8 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
     }
     ret = parse_run_args(argc, argv, &c);
     c.opt.t[VM_T_START] = t_start;
-    if (ret || load_config(&c, cfg, c.opt.t) < 0) {
+    c.opt.kvm = &kd;
+    if (ret || load_config(&c, cfg, c.opt.t, &kd) < 0) {
         ret = ret == 0x100 ? 0 : EXIT_USER;
         goto out;
     }
@@ -281,6 +291,8 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
     if (c.opt.trace_startup)
         vm_print_trace(vm->t);
 out:
+    /* vm_create took it, unless it stopped before KVM. */
+    kvm_dev_close(&kd);
     free(vm);
     free(cfg);
     return ret;

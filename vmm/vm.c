@@ -271,6 +271,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
               const struct vm_options *opt, char *err, size_t errlen)
 {
     struct vm_loader loader = { .ret = 0 };
+    struct kvm_dev own_kvm, *kvm_dev = opt ? opt->kvm : NULL;
     int ret;
 
     memset(vm, 0, sizeof(*vm));
@@ -334,7 +335,11 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
 
     vm_loader_start(&loader, vm);
     vm->t[VM_T_LOAD_BEGIN] = vm_now_ns();
-    ret = kvm_vm_create(&vm->kvm, err, errlen);
+    if (!kvm_dev) {
+        kvm_dev_open(&own_kvm);
+        kvm_dev = &own_kvm;
+    }
+    ret = kvm_vm_create(&vm->kvm, kvm_dev, err, errlen);
     if (ret)
         goto fail;
     vm->t[VM_T_KVM_VM] = vm_now_ns();

@@ -77,6 +77,9 @@ struct vm_options {
     bool memstat;               /* print the overhead report */
     bool trace_startup;
     uint64_t t[VM_T_NR];        /* the stages main timed before vm_create */
+    /* /dev/kvm as main opened it for the config check, taken over by
+     * vm_create; NULL: vm_create opens it itself. */
+    struct kvm_dev *kvm;
 };
 
 uint64_t vm_now_ns(void);
