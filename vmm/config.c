@@ -81,6 +81,7 @@
 #include <string.h>
 #include <pwd.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -1217,8 +1218,9 @@ static int cfg_lint(struct cfg_ctx *c, const char *text, size_t len)
 
 /* Checks iniparser does not make: the file must be a readable regular file
  * of text (iniparser stops at a NUL byte without complaint), and its lines
- * must survive cfg_lint. */
-static int cfg_precheck(struct cfg_ctx *c)
+ * must survive cfg_lint.  On success *textp is the file (*lenp bytes), for
+ * cfg_ini_load; the caller frees it. */
+static int cfg_precheck(struct cfg_ctx *c, char **textp, size_t *lenp)
 {
     struct stat st;
     char *text = NULL;
@@ -1267,8 +1269,55 @@ static int cfg_precheck(struct cfg_ctx *c)
         else
             rc = cfg_lint(c, text, total);
     }
-    free(text);
-    return rc;
+    if (rc) {
+        free(text);
+        return rc;
+    }
+    *textp = text;
+    *lenp = total;
+    return 0;
+}
+
+/* iniparser 4.1 reads only a named file.  Reading the config a second time
+ * costs another open and read on its file system (a shared folder in the
+ * nested host), so iniparser gets the bytes cfg_precheck already has,
+ * through a memfd's /proc/self/fd name.  Where that cannot be made (no
+ * memfd, no /proc) it reads the file itself, as it always did; its messages
+ * name the file either way (cfg_ini_fail uses c->file). */
+static dictionary *cfg_ini_load(struct cfg_ctx *c, const char *text, size_t len)
+{
+    char path[40];
+    dictionary *d = NULL;
+    size_t off = 0;
+    int fd;
+
+    fd = memfd_create("dvmm-config", MFD_CLOEXEC);
+    while (fd >= 0 && off < len) {
+        ssize_t n = write(fd, text + off, len - off);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    if (fd >= 0 && off == len) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        d = iniparser_load(path);
+        /* Only "cannot open" means the name did not work; any other
+         * failure is the text's and stands. */
+        if (!d && strncmp(cfg_ini_msg, "iniparser: cannot open ", 23)) {
+            close(fd);
+            return NULL;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (!d) {
+        cfg_ini_msg[0] = '\0';
+        d = iniparser_load(c->file);
+    }
+    return d;
 }
 
 /* ---- entry point -------------------------------------------------------- */
@@ -1278,6 +1327,8 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
              char *err, size_t errlen)
 {
     struct cfg_ctx c = { .file = file, .err = err, .errlen = errlen };
+    char *text = NULL;
+    size_t len = 0;
     int rc;
 
     if (err && errlen)
@@ -1290,11 +1341,12 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
                         sizeof(out->file) - 1);
     strcpy(out->file, file);
 
-    if ((rc = cfg_precheck(&c)))
+    if ((rc = cfg_precheck(&c, &text, &len)))
         return rc;
     cfg_ini_msg[0] = '\0';
     iniparser_set_error_callback(cfg_ini_errback);
-    c.d = iniparser_load(file);
+    c.d = cfg_ini_load(&c, text, len);
+    free(text);
     if (!c.d)
         return cfg_ini_fail(&c);
 
