@@ -38,6 +38,10 @@ struct gm_config {
     bool prealloc;
     bool thp;              /* anon and memfd only */
     int host_node;         /* -1: no binding */
+    /* No /proc baseline for the overhead report (two /proc reads at
+     * start-up): nothing will measure.  gm's overhead report then says
+     * n/a for the measured counters. */
+    bool no_overhead_base;
 };
 
 /* Everything gm asks of the host outside its own mappings goes through

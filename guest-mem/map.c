@@ -190,7 +190,10 @@ int gm_open_host(struct guest_mem *gm, const struct gm_config *cfg,
     if (ret)
         goto fail;
     /* Before anything is mapped, so the VmPTE delta is guest RAM's alone. */
-    gm_overhead_baseline(gm);
+    if (cfg->no_overhead_base)
+        gm->ovh_base.vmpte_kb = gm->ovh_base.secpt_kb = -1;
+    else
+        gm_overhead_baseline(gm);
     ret = map_open_backing(gm, cfg, err, errlen);
     if (ret)
         goto fail;

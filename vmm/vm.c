@@ -272,6 +272,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
 {
     struct vm_loader loader = { .ret = 0 };
     struct kvm_dev own_kvm, *kvm_dev = opt ? opt->kvm : NULL;
+    struct gm_config mem;
     int ret;
 
     memset(vm, 0, sizeof(*vm));
@@ -325,7 +326,11 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     }
     vm->mce_main.log_fd = vm->mce_log_fd;
 
-    ret = gm_open(&vm->gm, &cfg->memory, cfg->vm.memory, err, errlen);
+    /* The overhead baseline is for --memstat and the control socket's
+     * memstat only: without either, its /proc reads are skipped. */
+    mem = cfg->memory;
+    mem.no_overhead_base = !vm->opt.memstat && !cfg->control.enabled;
+    ret = gm_open(&vm->gm, &mem, cfg->vm.memory, err, errlen);
     if (ret) {
         vm->config_error = true;
         goto fail;
