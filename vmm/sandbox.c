@@ -283,13 +283,20 @@ static int sbx_add_list(scmp_filter_ctx ctx, const struct sbx_list *l)
     return 0;
 }
 
-int sandbox_build(enum sandbox_kind kind, enum sandbox_mode mode,
-                  struct sock_filter **insns, unsigned short *ninsns)
+/* Build kind's filter and export it to memfd `fd`, whose write offset is
+ * *off: libseccomp 2.5 exports to a file descriptor only, and one memfd
+ * serves all of sandbox_init's builds (a memfd and its fstat per kind were
+ * a third of the system calls of the sandbox's start-up).  The program is
+ * read back with one pread, whose length is the program's. */
+static int sbx_build_fd(enum sandbox_kind kind, enum sandbox_mode mode, int fd, off_t *off,
+                        struct sock_filter **insns, unsigned short *ninsns)
 {
+    /* One instruction more than the kernel takes, to notice a longer one. */
+    const size_t max = (BPF_MAXINSNS + 1) * sizeof(struct sock_filter);
     scmp_filter_ctx ctx;
-    struct stat st;
-    void *buf = NULL;
-    int fd = -1, rc;
+    struct sock_filter *buf = NULL, *fit;
+    ssize_t n;
+    int rc;
 
     if ((unsigned)kind >= SBX_NKINDS || mode == SANDBOX_OFF)
         return -EINVAL;
@@ -305,40 +312,47 @@ int sandbox_build(enum sandbox_kind kind, enum sandbox_mode mode,
         rc = sbx_add_list(ctx, &sbx_lists[sbx_spawned[i]]);
     if (rc)
         goto out;
-    /* libseccomp 2.5 exports to a file descriptor only. */
-    fd = memfd_create("dvmm-seccomp", MFD_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        goto out;
-    }
     if ((rc = seccomp_export_bpf(ctx, fd)))
         goto out;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
-        st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS) {
-        rc = -E2BIG;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size);
+    buf = malloc(max);
     if (!buf) {
         rc = -ENOMEM;
         goto out;
     }
-    if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size) {
-        rc = errno ? -errno : -EIO;
+    n = pread(fd, buf, max, *off);
+    if (n < 0) {
+        rc = -errno;
         goto out;
     }
-    *insns = buf;
-    *ninsns = (unsigned short)(st.st_size / sizeof(struct sock_filter));
+    if (n == 0 || (size_t)n % sizeof(struct sock_filter) || (size_t)n == max) {
+        rc = -E2BIG;
+        goto out;
+    }
+    *off += n;
+    /* Keep only the program's bytes (the buffer has room for the largest). */
+    fit = realloc(buf, (size_t)n);
+    *insns = fit ? fit : buf;
+    *ninsns = (unsigned short)((size_t)n / sizeof(struct sock_filter));
     buf = NULL;
 out:
     free(buf);
-    if (fd >= 0)
-        close(fd);
     seccomp_release(ctx);
+    return rc;
+}
+
+int sandbox_build(enum sandbox_kind kind, enum sandbox_mode mode,
+                  struct sock_filter **insns, unsigned short *ninsns)
+{
+    off_t off = 0;
+    int fd, rc;
+
+    if ((unsigned)kind >= SBX_NKINDS || mode == SANDBOX_OFF)
+        return -EINVAL;
+    fd = memfd_create("dvmm-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    rc = sbx_build_fd(kind, mode, fd, &off, insns, ninsns);
+    close(fd);
     return rc;
 }
 
@@ -615,7 +629,8 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
 {
     const char *st = getenv("DVMM_SANDBOX_SELFTEST");
     struct sigaction sa = { .sa_sigaction = sbx_sigsys, .sa_flags = SA_SIGINFO };
-    int rc;
+    off_t off = 0;
+    int fd, rc;
 
     /* Always, sandbox or not: no thread of dvmm ever gains privileges
      * through exec (it never execs; this makes sure). */
@@ -634,25 +649,35 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
             return log_fail(err, errlen, -EINVAL, "DVMM_SANDBOX_SELFTEST = '%.32s': use "
                             "main, vcpu, blk, net or prefault", st);
     }
+    fd = memfd_create("dvmm-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return log_fail(err, errlen, -errno, "sandbox: memfd for the filters: %s",
+                        strerror(errno));
     for (int k = 0; k < SBX_NKINDS; k++) {
         struct sock_filter *insns;
         unsigned short n;
 
-        rc = sandbox_build((enum sandbox_kind)k, mode, &insns, &n);
-        if (rc)
+        rc = sbx_build_fd((enum sandbox_kind)k, mode, fd, &off, &insns, &n);
+        if (rc) {
+            close(fd);
             return log_fail(err, errlen, rc, "sandbox: building the %s filter: %s",
                             sbx_kind_names[k], strerror(-rc));
+        }
         sbx.prog[k].filter = insns;
         sbx.prog[k].len = n;
     }
+    close(fd);
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSYS, &sa, NULL) < 0)
         return log_fail(err, errlen, -errno, "sandbox: SIGSYS handler: %s", strerror(errno));
     sbx.mode = mode;
-    log_info("sandbox: seccomp %s, lists: main %u, vcpu %u, blk %u, net %u, prefault %u "
-             "system calls", mode == SANDBOX_LOG ? "log" : "enforced",
-             sandbox_list_size(SBX_MAIN), sandbox_list_size(SBX_VCPU),
-             sandbox_list_size(SBX_BLK), sandbox_list_size(SBX_NET),
-             sandbox_list_size(SBX_PREFAULT));
+    /* sandbox_list_size walks each list 512 times: only for a line that
+     * will be printed. */
+    if (log_get_level() >= LOG_INFO)
+        log_info("sandbox: seccomp %s, lists: main %u, vcpu %u, blk %u, net %u, "
+                 "prefault %u system calls", mode == SANDBOX_LOG ? "log" : "enforced",
+                 sandbox_list_size(SBX_MAIN), sandbox_list_size(SBX_VCPU),
+                 sandbox_list_size(SBX_BLK), sandbox_list_size(SBX_NET),
+                 sandbox_list_size(SBX_PREFAULT));
     return 0;
 }
