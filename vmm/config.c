@@ -413,9 +413,12 @@ static int cfg_get_str(struct cfg_ctx *c, const char *sec, const char *key,
     return cfg_copy(c, sec, key, v ? v : def, dst, dstsz);
 }
 
-/* A file the VMM will open: exists, right type, readable (and writable). */
-static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
-                          const char *path, bool blk_ok, bool need_write)
+/* A file the VMM will open: exists, right type, readable (and writable).
+ * With fd: opened read-only for the caller instead of access(R_OK), which
+ * the open's own check replaces with the same message; the stat before it
+ * still keeps a device node from ever being opened. */
+static int cfg_check_file_fd(struct cfg_ctx *c, const char *sec, const char *key,
+                             const char *path, bool blk_ok, bool need_write, int *fd)
 {
     struct stat st;
 
@@ -426,12 +429,23 @@ static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
     if (!S_ISREG(st.st_mode) && !(blk_ok && S_ISBLK(st.st_mode)))
         return cfg_bad(c, sec, key, path, blk_ok ?
                        "not a regular file or block device" : "not a regular file");
-    if (access(path, R_OK) < 0)
+    if (fd) {
+        *fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (*fd < 0)
+            return cfg_bad(c, sec, key, path, "not readable: %s", strerror(errno));
+    } else if (access(path, R_OK) < 0) {
         return cfg_bad(c, sec, key, path, "not readable: %s", strerror(errno));
+    }
     if (need_write && access(path, W_OK) < 0)
         return cfg_bad(c, sec, key, path, "not writable: %s (or set readonly = yes)",
                        strerror(errno));
     return 0;
+}
+
+static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
+                          const char *path, bool blk_ok, bool need_write)
+{
+    return cfg_check_file_fd(c, sec, key, path, blk_ok, need_write, NULL);
 }
 
 /* ---- structure: sections and keys ------------------------------------- */
@@ -675,8 +689,10 @@ static int cfg_vm(struct cfg_ctx *c, const struct cfg_limits *lim,
     if (!v)
         return cfg_missing(c, "vm", "kernel", "required");
     if ((rc = cfg_copy_path(c, "vm", "kernel", v, out->vm.kernel, sizeof(out->vm.kernel))) ||
-        (rc = cfg_check_file(c, "vm", "kernel", out->vm.kernel, false, false)))
+        (rc = cfg_check_file_fd(c, "vm", "kernel", out->vm.kernel, false, false,
+                                lim->open_kernel ? &out->vm.kernel_fd : NULL)))
         return rc;
+    out->vm.kernel_open = lim->open_kernel;
 
     v = cfg_get(c, "vm", "initrd");
     if (v && *v) {
@@ -1336,6 +1352,7 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
     if (!file || !lim || !out || (nsets && !sets))
         return cfg_fail(&c, file ? file : "config", "cfg_load: missing argument");
     memset(out, 0, sizeof(*out));
+    out->vm.kernel_fd = -1;
     if (strlen(file) >= sizeof(out->file))
         return cfg_fail(&c, "config", "file name longer than %zu bytes",
                         sizeof(out->file) - 1);
@@ -1398,6 +1415,11 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
     if ((rc = cfg_control(&c, out)) || (rc = cfg_sandbox(&c, out)))
         goto out;
 out:
+    if (rc && out->vm.kernel_open) {
+        close(out->vm.kernel_fd);
+        out->vm.kernel_fd = -1;
+        out->vm.kernel_open = false;
+    }
     free(c.sets);
     iniparser_freedict(c.d);
     return rc;

@@ -55,6 +55,11 @@ struct dvmm_config {
         unsigned vcpus;            /* default 1 */
         uint64_t memory;           /* bytes; default 256M */
         char kernel[PATH_MAX];     /* required */
+        /* With cfg_limits.open_kernel: the kernel, opened read-only by the
+         * config check for the loader's first load (one open of it per
+         * run); the caller closes it.  Without, kernel_open is false. */
+        bool kernel_open;
+        int kernel_fd;
         char initrd[PATH_MAX];     /* "" when none */
         char cmdline[CFG_CMDLINE_MAX];
         enum cfg_on_reset on_reset;
@@ -93,6 +98,7 @@ struct dvmm_config {
 struct cfg_limits {
     unsigned max_vcpus;            /* KVM_CAP_MAX_VCPUS */
     uint64_t host_memory;          /* bytes of host RAM */
+    bool open_kernel;              /* keep vm.kernel open (vm.kernel_fd) */
 };
 
 /* Parse `file`, apply each "section.key=value" of sets[0..nsets) on top, and

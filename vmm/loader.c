@@ -410,17 +410,32 @@ static int loader_pread_all(int fd, void *dst, uint64_t off, uint64_t len,
 int loader_kernel_file(const struct loader_target *t, const char *path,
                        struct loader_kernel *out, char *err, size_t errlen)
 {
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+    if (fd < 0)
+        return log_fail(err, errlen, -errno, "vm.kernel=%s: %s", path, strerror(errno));
+    rc = loader_kernel_fd(t, fd, path, out, err, errlen);
+    close(fd);
+    return rc;
+}
+
+int loader_kernel_fd(const struct loader_target *t, int fd, const char *path,
+                     struct loader_kernel *out, char *err, size_t errlen)
+{
     char what[PATH_MAX + 16];
     struct loader_img im = { .fd = -1, .path = path };
+    struct stat st;
     uint64_t size;
     uint8_t *buf;
-    int fd, rc;
+    int rc;
 
-    fd = loader_open(path, "vm.kernel", &size, err, errlen);
-    if (fd < 0)
-        return fd;
+    /* Type and size from the open file itself, whoever opened it. */
+    if (fstat(fd, &st) < 0)
+        return log_fail(err, errlen, -errno, "vm.kernel=%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return log_fail(err, errlen, -EINVAL, "vm.kernel=%s: not a regular file", path);
+    size = (uint64_t)st.st_size;
     if (size > t->gm->layout.ram_size) {
-        close(fd);
         return log_fail(err, errlen, -ENOSPC,
                            "vm.kernel=%s: %llu bytes is larger than guest RAM (%llu bytes)", path,
                            (unsigned long long)size, (unsigned long long)t->gm->layout.ram_size);
@@ -429,7 +444,6 @@ int loader_kernel_file(const struct loader_target *t, const char *path,
     im.head_len = size < LOADER_HEAD ? (size_t)size : LOADER_HEAD;
     buf = malloc(im.head_len ? im.head_len : 1);
     if (!buf) {
-        close(fd);
         return log_fail(err, errlen, -ENOMEM, "vm.kernel=%s: out of memory", path);
     }
     rc = loader_pread_all(fd, buf, 0, im.head_len, "vm.kernel", path, err, errlen);
@@ -458,7 +472,6 @@ int loader_kernel_file(const struct loader_target *t, const char *path,
         snprintf(what, sizeof(what), "vm.kernel=%s", path);
         rc = loader_kernel_img(t, &im, what, out, err, errlen);
     }
-    close(fd);
     free(buf);
     return rc;
 }
@@ -467,7 +480,9 @@ int loader_initrd_file(const struct loader_target *t, const char *path,
                        uint64_t lo, uint64_t hi, uint64_t *gpa, uint64_t *size,
                        char *err, size_t errlen)
 {
-    uint64_t len, at;
+    /* len = 0: loader_open, now inlined here alone, sets it only on
+     * success, which GCC cannot tell from log_fail's return. */
+    uint64_t len = 0, at;
     int fd, rc;
 
     fd = loader_open(path, "vm.initrd", &len, err, errlen);

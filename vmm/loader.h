@@ -51,6 +51,10 @@ int loader_kernel_buf(const struct loader_target *t, const void *img, size_t len
 /* Read `path` and loader_kernel_buf it; errors name "vm.kernel=<path>". */
 int loader_kernel_file(const struct loader_target *t, const char *path,
                        struct loader_kernel *out, char *err, size_t errlen);
+/* The same for a kernel already open read-only as fd (the config check's),
+ * which stays open; path is for the messages. */
+int loader_kernel_fd(const struct loader_target *t, int fd, const char *path,
+                     struct loader_kernel *out, char *err, size_t errlen);
 
 /* Load the initrd at `path` page-aligned at the highest address it fits in
  * [lo, hi) avoiding poisoned pages; *gpa and *size describe it.  -ENOSPC

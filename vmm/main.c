@@ -148,6 +148,8 @@ static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t
     long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
 
     lim.host_memory = (pages > 0 && psz > 0) ? (uint64_t)pages * (uint64_t)psz : 0;
+    /* `run` loads the kernel the check opened: one open of it per run. */
+    lim.open_kernel = t != NULL;
     /* kvm_caps_vcpu_limit's rule, which hostcheck applies too. */
     lim.max_vcpus = KVM_CAPS_VCPU_LIMIT;
     kvm_dev_open(kd);
@@ -284,6 +286,11 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
         ret = vm->config_error ? EXIT_USER : 1;
         goto out;
     }
+    /* The loader has read the kernel; a reboot opens it by name. */
+    if (cfg->vm.kernel_open)
+        close(cfg->vm.kernel_fd);
+    cfg->vm.kernel_open = false;
+    cfg->vm.kernel_fd = -1;
     ret = vm_run(vm);
     /* dvmm exits next: the kernel frees the rest (vm_finish). */
     vm_finish(vm);
@@ -293,6 +300,8 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
 out:
     /* vm_create took it, unless it stopped before KVM. */
     kvm_dev_close(&kd);
+    if (cfg && cfg->vm.kernel_open)
+        close(cfg->vm.kernel_fd);
     free(vm);
     free(cfg);
     return ret;

@@ -242,7 +242,12 @@ static void *vm_loader_main(void *arg)
 {
     struct vm_loader *l = arg;
 
-    l->ret = x86_boot_load(&l->vm->gm, l->vm->cfg, &l->vm->boot, l->err, sizeof(l->err));
+    const struct dvmm_config *cfg = l->vm->cfg;
+
+    /* The first load reads the kernel the config check opened (a reboot
+     * opens the path again, as it always has). */
+    l->ret = x86_boot_load_fd(&l->vm->gm, cfg, cfg->vm.kernel_open ? cfg->vm.kernel_fd : -1,
+                              &l->vm->boot, l->err, sizeof(l->err));
     return NULL;
 }
 

@@ -152,6 +152,12 @@ static void boot_fill_hdr(struct setup_header *h, const struct loader_kernel *k,
 int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
                   struct x86_boot *out, char *err, size_t errlen)
 {
+    return x86_boot_load_fd(gm, cfg, -1, out, err, errlen);
+}
+
+int x86_boot_load_fd(struct guest_mem *gm, const struct dvmm_config *cfg, int kernel_fd,
+                     struct x86_boot *out, char *err, size_t errlen)
+{
     struct loader_target t = { .gm = gm, .floor = X86_BOOT_KERNEL_FLOOR };
     struct loader_kernel k;
     struct boot_params *bp;
@@ -185,7 +191,8 @@ int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
     if (rc < 0)
         goto out;
 
-    rc = loader_kernel_file(&t, cfg->vm.kernel, &k, err, errlen);
+    rc = kernel_fd >= 0 ? loader_kernel_fd(&t, kernel_fd, cfg->vm.kernel, &k, err, errlen)
+                        : loader_kernel_file(&t, cfg->vm.kernel, &k, err, errlen);
     if (rc < 0)
         goto out;
     if (k.kind == LOADER_BZIMAGE && cmdlen > k.hdr.cmdline_size) {

@@ -80,6 +80,10 @@ struct x86_boot {
  * config key and file, and -errno is returned. */
 int x86_boot_load(struct guest_mem *gm, const struct dvmm_config *cfg,
                   struct x86_boot *out, char *err, size_t errlen);
+/* The same with cfg->vm.kernel already open as kernel_fd (-1: open the
+ * path), which stays open. */
+int x86_boot_load_fd(struct guest_mem *gm, const struct dvmm_config *cfg, int kernel_fd,
+                     struct x86_boot *out, char *err, size_t errlen);
 
 /* The kvm_segment for GDT selector `sel` as x86_boot_load writes the GDT
  * (X86_BOOT_CS or X86_BOOT_DS), so vCPU setup and the GDT agree. */
