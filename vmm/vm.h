@@ -44,13 +44,13 @@ enum vm_outcome {
  * this prints.  X(id, name, on the loader thread, what the mark means) */
 #define VM_STAGES(X)                                                              \
     X(START, "start", 0, "main() entered (about exec)")                           \
-    X(KVM_QUERY, "kvm query", 0, "/dev/kvm asked for its vCPU limit")             \
+    X(KVM_QUERY, "kvm query", 0, "/dev/kvm opened, capabilities read")            \
     X(CFG_PARSE, "config parse", 0, "file read, linted, parsed; --set applied")   \
     X(CFG_CHECK, "config check", 0, "every key validated, named files checked")  \
     X(SANDBOX, "sandbox", 0, "seccomp filters built (sandbox_init)")              \
     X(MEMORY, "memory", 0, "guest RAM mapped")                                    \
     X(LOAD_BEGIN, "loader spawn", 0, "kernel loader thread created")              \
-    X(KVM_VM, "KVM_CREATE_VM", 0, "/dev/kvm opened, VM, irqchip, PIT, routes")    \
+    X(KVM_VM, "KVM_CREATE_VM", 0, "caps checked, VM, irqchip, PIT, routes")       \
     X(MEMSLOTS, "memslots", 0, "guest RAM registered with KVM")                   \
     X(DEVICES, "devices", 0, "console, legacy devices, PCI, disks, NICs")         \
     X(VCPU_CREATE, "vcpu create", 0, "KVM_CREATE_VCPU and kvm_run, every vCPU")   \
