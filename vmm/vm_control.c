@@ -10,7 +10,7 @@
 #include "vmm/vm.h"
 #include "vmm/vm_mce.h"
 
-static json_object *hex(uint64_t v)
+static json_object *vmc_hex(uint64_t v)
 {
     char buf[24];
 
@@ -18,7 +18,7 @@ static json_object *hex(uint64_t v)
     return json_object_new_string(buf);
 }
 
-static json_object *qstats(const struct net_qstats *q, bool kernel, bool irq_direct)
+static json_object *vmc_qstats(const struct net_qstats *q, bool kernel, bool irq_direct)
 {
     json_object *o = json_object_new_object();
 
@@ -36,7 +36,7 @@ static json_object *qstats(const struct net_qstats *q, bool kernel, bool irq_dir
 }
 
 /* One NIC for `status`: link, pairs, per-queue counters, drops by reason. */
-static json_object *net_json(struct vm *vm, unsigned i)
+static json_object *vmc_net_json(struct vm *vm, unsigned i)
 {
     struct net *n = &vm->nets[i];
     struct net_stats s;
@@ -58,8 +58,8 @@ static json_object *net_json(struct vm *vm, unsigned i)
         json_object *e = json_object_new_object();
 
         json_object_object_add(e, "pair", json_object_new_int((int)q));
-        json_object_object_add(e, "rx", qstats(&s.q[q].rx, s.vhost, s.irq_direct));
-        json_object_object_add(e, "tx", qstats(&s.q[q].tx, s.vhost, s.irq_direct));
+        json_object_object_add(e, "rx", vmc_qstats(&s.q[q].rx, s.vhost, s.irq_direct));
+        json_object_object_add(e, "tx", vmc_qstats(&s.q[q].tx, s.vhost, s.irq_direct));
         json_object_array_add(qs, e);
     }
     json_object_object_add(o, "queues", qs);
@@ -72,7 +72,7 @@ static json_object *net_json(struct vm *vm, unsigned i)
     return o;
 }
 
-static int ctl_link(void *opaque, unsigned net, bool up, json_object *reply)
+static int vmc_link(void *opaque, unsigned net, bool up, json_object *reply)
 {
     struct vm *vm = opaque;
 
@@ -90,7 +90,7 @@ static int ctl_link(void *opaque, unsigned net, bool up, json_object *reply)
     return -ENODEV;
 }
 
-static int ctl_status(void *opaque, json_object *reply)
+static int vmc_status(void *opaque, json_object *reply)
 {
     struct vm *vm = opaque;
     json_object *cpus = json_object_new_array();
@@ -111,7 +111,7 @@ static int ctl_status(void *opaque, json_object *reply)
     json_object_object_add(reply, "mce_encoding",
                            json_object_new_string(mce_encoding_name(vm->mce_enc)));
     if (vm->nvcpus && vm->vcpus[0].mcg_cap)
-        json_object_object_add(reply, "mcg_cap", hex(vm->vcpus[0].mcg_cap));
+        json_object_object_add(reply, "mcg_cap", vmc_hex(vm->vcpus[0].mcg_cap));
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         json_object *c = json_object_new_object();
 
@@ -126,13 +126,13 @@ static int ctl_status(void *opaque, json_object *reply)
         json_object *nets = json_object_new_array();
 
         for (unsigned i = 0; i < vm->nnets; i++)
-            json_object_array_add(nets, net_json(vm, i));
+            json_object_array_add(nets, vmc_net_json(vm, i));
         json_object_object_add(reply, "nets", nets);
     }
     return 0;
 }
 
-static int ctl_memstat(void *opaque, json_object *reply)
+static int vmc_memstat(void *opaque, json_object *reply)
 {
     struct vm *vm = opaque;
     struct gm_overhead o;
@@ -148,17 +148,17 @@ static int ctl_memstat(void *opaque, json_object *reply)
     return 0;
 }
 
-static int ctl_mce_inject(void *opaque, const struct ctl_mce_req *req, json_object *reply)
+static int vmc_mce_inject(void *opaque, const struct ctl_mce_req *req, json_object *reply)
 {
     return vm_mce_inject(opaque, req, reply);
 }
 
-static int ctl_hwpoison(void *opaque, uint64_t gpa, json_object *reply)
+static int vmc_hwpoison(void *opaque, uint64_t gpa, json_object *reply)
 {
     return vm_mce_hwpoison(opaque, gpa, reply);
 }
 
-static int ctl_poisoned(void *opaque, json_object *reply)
+static int vmc_poisoned(void *opaque, json_object *reply)
 {
     struct vm *vm = opaque;
     uint64_t *list;
@@ -169,7 +169,7 @@ static int ctl_poisoned(void *opaque, json_object *reply)
         return -ENOMEM;
     arr = json_object_new_array();
     for (unsigned i = 0; i < n; i++)
-        json_object_array_add(arr, hex(list[i]));
+        json_object_array_add(arr, vmc_hex(list[i]));
     free(list);
     json_object_object_add(reply, "pages", arr);
     json_object_object_add(reply, "count", json_object_new_int((int)n));
@@ -177,7 +177,7 @@ static int ctl_poisoned(void *opaque, json_object *reply)
 }
 
 /* The pause and resume commands; vm.c parks and releases the vCPUs. */
-static int vm_pause(struct vm *vm)
+static int vmc_pause_vm(struct vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     vm->user_paused = true;
@@ -195,7 +195,7 @@ static int vm_pause(struct vm *vm)
     return 0;
 }
 
-static int vm_resume(struct vm *vm)
+static int vmc_resume_vm(struct vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     vm->user_paused = false;
@@ -207,19 +207,19 @@ static int vm_resume(struct vm *vm)
     return 0;
 }
 
-static int ctl_pause(void *opaque, json_object *reply)
+static int vmc_pause(void *opaque, json_object *reply)
 {
     (void)reply;
-    return vm_pause(opaque);
+    return vmc_pause_vm(opaque);
 }
 
-static int ctl_resume(void *opaque, json_object *reply)
+static int vmc_resume(void *opaque, json_object *reply)
 {
     (void)reply;
-    return vm_resume(opaque);
+    return vmc_resume_vm(opaque);
 }
 
-static int ctl_quit(void *opaque, json_object *reply)
+static int vmc_quit(void *opaque, json_object *reply)
 {
     (void)reply;
     vm_request_exit(opaque, VM_OUT_SIGNAL, 0);
@@ -230,14 +230,14 @@ void vm_control_handlers(struct vm *vm, struct ctl_handlers *h)
 {
     *h = (struct ctl_handlers){
         .opaque = vm,
-        .status = ctl_status,
-        .link = ctl_link,
-        .memstat = ctl_memstat,
-        .mce_inject = ctl_mce_inject,
-        .hwpoison = ctl_hwpoison,
-        .poisoned = ctl_poisoned,
-        .pause = ctl_pause,
-        .resume = ctl_resume,
-        .quit = ctl_quit,
+        .status = vmc_status,
+        .link = vmc_link,
+        .memstat = vmc_memstat,
+        .mce_inject = vmc_mce_inject,
+        .hwpoison = vmc_hwpoison,
+        .poisoned = vmc_poisoned,
+        .pause = vmc_pause,
+        .resume = vmc_resume,
+        .quit = vmc_quit,
     };
 }
