@@ -1,4 +1,4 @@
-/* The VM's answers to control-socket commands (vmm/control.c parses and
+/* The VM's answers to control-socket commands (vmm/ctl_proto.c parses and
  * validates; these act).  All run on the main thread. */
 #ifndef DVMM_VM_CONTROL_H
 #define DVMM_VM_CONTROL_H

@@ -1,4 +1,4 @@
-# Control-socket request parser fuzzing.
+# Control-protocol request parser fuzzing (vmm/ctl_proto.c, no socket).
 #  - $(BUILD)/fuzz/fuzz_control: libFuzzer binary (clang), listed in
 #    FUZZ_BINS for `make fuzz` (seeds: tests/fuzz/corpus/control, written by
 #    `fuzz_control_tap --seeds DIR`); `make fuzz-control` runs only it, for
@@ -10,7 +10,7 @@
 # clang's coverage instrumentation.
 
 FUZZ_CC          ?= clang
-FUZZ_CONTROL_SRC := tests/fuzz/fuzz_control.c vmm/control.c vmm/mce.c vmm/log.c
+FUZZ_CONTROL_SRC := tests/fuzz/fuzz_control.c vmm/ctl_proto.c
 FUZZ_CONTROL     := $(BUILD)/fuzz/fuzz_control
 FUZZ_CONTROL_TAP := $(BUILD)/tests/fuzz/fuzz_control_tap
 
@@ -18,7 +18,7 @@ FUZZ_BINS   += $(FUZZ_CONTROL)
 TEST_DEPS   += $(FUZZ_CONTROL_TAP)
 TEST_EXTRA  += $(FUZZ_CONTROL_TAP)
 
-$(FUZZ_CONTROL): $(FUZZ_CONTROL_SRC) vmm/control.h vmm/mce.h vmm/log.h | $(DEPS_OK)
+$(FUZZ_CONTROL): $(FUZZ_CONTROL_SRC) vmm/ctl_proto.h vmm/mce.h | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(CSTD) $(WARN) -g -O1 \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -39,5 +39,5 @@ fuzz-control: $(FUZZ_CONTROL)
 
 FUZZ_COV_TARGETS        += control
 FUZZ_COV_control_SRC    := $(FUZZ_CONTROL_SRC)
-FUZZ_COV_control_FILES  := vmm/control.c
+FUZZ_COV_control_FILES  := vmm/ctl_proto.c
 FUZZ_COV_control_LIBS   := -ljson-c

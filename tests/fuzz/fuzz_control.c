@@ -19,7 +19,7 @@
 
 #include <json-c/json.h>
 
-#include "vmm/control.h"
+#include "vmm/ctl_proto.h"
 #include "vmm/log.h"
 
 /* Handlers that behave like a VM but keep no state: a fuzz target must

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "vmm/control.h"
+#include "vmm/ctl_proto.h"
 #include "vmm/ctl_client.h"
 
 static int calls;
