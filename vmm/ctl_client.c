@@ -33,6 +33,8 @@ static void ctl_client_usage(FILE *f)
           "  pause | resume | quit\n"
           "  link net.N up|down              the NIC's link (also dev=net.N state=up|down);\n"
           "                                  the guest gets a config interrupt\n"
+          "  vcpu-state vcpu=N               pause, read vCPU N (rip, cs, rflags, cr4,\n"
+          "                                  pending events, MCG_STATUS, bank 9), resume\n"
           "\n"
           "ADDR is 0x-prefixed hex or decimal.  Exit status: 0 ok, 1 the\n"
           "command failed, 2 usage error or no connection.\n", f);

@@ -262,6 +262,15 @@ static int ctl_call_link(const struct ctl_handlers *h, const struct ctl_args *a,
     return h->link(h->opaque, a->net, a->up, reply);
 }
 
+static int ctl_call_vcpu_state(const struct ctl_handlers *h, const struct ctl_args *a,
+                               uint64_t token, json_object *reply)
+{
+    (void)token;
+    if (!h->vcpu_state)
+        return -EOPNOTSUPP;
+    return h->vcpu_state(h->opaque, (unsigned)a->vcpu, reply);
+}
+
 /* The calls of the commands without arguments: the handler and the reply. */
 #define CTL_CALL_PLAIN(member)                                                  \
     static int ctl_call_##member(const struct ctl_handlers *h,                  \
@@ -291,6 +300,10 @@ static const struct ctl_key ctl_mce_keys[] = {
 static const struct ctl_key ctl_gpa_keys[] = {
     { "gpa", CTL_ARG_GPA, true, 0, 0 },
 };
+/* vcpu is required: the state is one vCPU's, and no router picks it. */
+static const struct ctl_key ctl_vcpu_keys[] = {
+    { "vcpu", CTL_ARG_INDEX, true, 0, INT_MAX },
+};
 static const struct ctl_key ctl_link_keys[] = {
     { "dev", CTL_ARG_DEV, true, 0, 0 },
     { "state", CTL_ARG_STATE, true, 0, 0 },
@@ -308,6 +321,7 @@ static const struct ctl_cmd ctl_cmds[] = {
     { "resume", CTL_NOKEYS, NULL, ctl_call_resume },
     { "quit", CTL_NOKEYS, NULL, ctl_call_quit },
     { "link", CTL_KEYS(ctl_link_keys), NULL, ctl_call_link },
+    { "vcpu-state", CTL_KEYS(ctl_vcpu_keys), NULL, ctl_call_vcpu_state },
 };
 
 /* ---- one request -------------------------------------------------------- */

@@ -8,7 +8,7 @@
  *
  * Commands: status, memstat, mce-inject gpa kind=ar|ao [vcpu=N]
  * [mode=user [wait_ms=N]], hwpoison gpa, poisoned, pause, resume, quit,
- * link dev=net.N state=up|down.
+ * link dev=net.N state=up|down, vcpu-state vcpu=N.
  * gpa is a JSON integer or a string ("0x1000" or "4096"), below 2^52.
  * Every request is validated against its command's argument schema
  * (unknown command or key, missing key, wrong type, bad value, keys that
@@ -71,6 +71,10 @@ struct ctl_handlers {
     /* `link`: NIC net.N's link up or down (N is 0..7, not checked against
      * the VM: the handler says when it has no such NIC). */
     int (*link)(void *opaque, unsigned net, bool up, json_object *reply);
+    /* `vcpu-state`: one vCPU's registers, pending events and machine-check
+     * MSRs, read with the VM paused (vcpu not checked against the VM: the
+     * handler says when it has no such vCPU). */
+    int (*vcpu_state)(void *opaque, unsigned vcpu, json_object *reply);
 };
 
 /* One row of the command table; opaque outside ctl_proto.c. */

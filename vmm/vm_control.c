@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ioctl.h>
 
 #include "guest-mem/overhead.h"
+#include "vmm/log.h"
+#include "vmm/mce.h"
 #include "vmm/vm.h"
 #include "vmm/vm_mce.h"
 
@@ -219,6 +222,183 @@ static int vmc_resume(void *opaque, json_object *reply)
     return vmc_resume_vm(opaque);
 }
 
+/* ---- vcpu-state --------------------------------------------------------- */
+
+#define VMC_MSR_MCG_STATUS 0x17a
+#define VMC_MSR_MCI(bank, reg) (0x400u + 4u * (bank) + (reg))  /* reg: 0 CTL .. 3 MISC */
+#define VMC_CR4_MCE        (1ULL << 6)
+#define VMC_RFLAGS_IF      (1ULL << 9)
+
+/* One ioctl on a parked vCPU's fd, logged with the vCPU on failure. */
+static int vmc_vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *what)
+{
+    if (ioctl(v->fd, req, arg) < 0) {
+        int err = errno;
+
+        log_warn("vcpu%u: vcpu-state: %s: %s", v->idx, what, strerror(err));
+        return -err;
+    }
+    return 0;
+}
+
+/* MCG_STATUS and, when the vCPU has it, the bank dvmm injects into
+ * (MCE_BANK): CTL, STATUS, ADDR, MISC.  One KVM_GET_MSRS for all, so they
+ * are read at the same instant of the parked vCPU. */
+static int vmc_vcpu_msrs(struct vcpu *v, json_object *reply)
+{
+    bool bank = (v->mcg_cap & MCE_MCG_CAP_COUNT_MASK) > MCE_BANK;
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e[5];
+    } m = { .hdr.nmsrs = bank ? 5 : 1 };
+    static const char *const names[] = { "ctl", "status", "addr", "misc" };
+    json_object *o, *b;
+    int n;
+
+    m.e[0].index = VMC_MSR_MCG_STATUS;
+    for (unsigned i = 0; i < 4; i++)
+        m.e[1 + i].index = VMC_MSR_MCI(MCE_BANK, i);
+    n = ioctl(v->fd, KVM_GET_MSRS, &m);
+    if (n < 0) {
+        n = errno;
+        log_warn("vcpu%u: vcpu-state: KVM_GET_MSRS: %s", v->idx, strerror(n));
+        return -n;
+    }
+    if ((unsigned)n != m.hdr.nmsrs) {
+        /* KVM stops at the first MSR it refuses: name it. */
+        log_warn("vcpu%u: vcpu-state: KVM_GET_MSRS read %d of %u MSRs (0x%x refused)",
+                 v->idx, n, m.hdr.nmsrs, m.e[n].index);
+        return -EIO;
+    }
+    o = json_object_new_object();
+    json_object_object_add(o, "mcg_status", vmc_hex(m.e[0].data));
+    json_object_object_add(o, "mcip",
+                           json_object_new_boolean((m.e[0].data & MCE_MCG_STATUS_MCIP) != 0));
+    json_object_object_add(o, "ripv",
+                           json_object_new_boolean((m.e[0].data & MCE_MCG_STATUS_RIPV) != 0));
+    json_object_object_add(o, "eipv",
+                           json_object_new_boolean((m.e[0].data & MCE_MCG_STATUS_EIPV) != 0));
+    if (bank) {
+        b = json_object_new_object();
+        json_object_object_add(b, "index", json_object_new_int(MCE_BANK));
+        for (unsigned i = 0; i < 4; i++)
+            json_object_object_add(b, names[i], vmc_hex(m.e[1 + i].data));
+        json_object_object_add(b, "val",
+                               json_object_new_boolean((m.e[2].data & MCE_MCI_STATUS_VAL) != 0));
+        json_object_object_add(o, "bank", b);
+    }
+    json_object_object_add(reply, "msrs", o);
+    return 0;
+}
+
+/* KVM_GET_VCPU_EVENTS as JSON.  Without KVM_CAP_EXCEPTION_PAYLOAD (dvmm
+ * does not enable it) KVM folds a pending exception into "injected", so an
+ * #MC that KVM_X86_SET_MCE queued and no entry delivered yet shows as
+ * exception injected, nr 18. */
+static json_object *vmc_events_json(const struct kvm_vcpu_events *e)
+{
+    json_object *o = json_object_new_object(), *x = json_object_new_object(),
+                *irq = json_object_new_object(), *nmi = json_object_new_object(),
+                *smi = json_object_new_object();
+
+    json_object_object_add(x, "injected", json_object_new_boolean(e->exception.injected));
+    json_object_object_add(x, "pending", json_object_new_boolean(e->exception.pending));
+    json_object_object_add(x, "nr", json_object_new_int(e->exception.nr));
+    json_object_object_add(x, "has_error_code",
+                           json_object_new_boolean(e->exception.has_error_code));
+    json_object_object_add(x, "error_code", vmc_hex(e->exception.error_code));
+    if (e->flags & KVM_VCPUEVENT_VALID_PAYLOAD) {
+        json_object_object_add(x, "has_payload",
+                               json_object_new_boolean(e->exception_has_payload));
+        json_object_object_add(x, "payload", vmc_hex(e->exception_payload));
+    }
+    json_object_object_add(o, "exception", x);
+    json_object_object_add(irq, "injected", json_object_new_boolean(e->interrupt.injected));
+    json_object_object_add(irq, "nr", json_object_new_int(e->interrupt.nr));
+    json_object_object_add(irq, "soft", json_object_new_boolean(e->interrupt.soft));
+    json_object_object_add(irq, "shadow", json_object_new_int(e->interrupt.shadow));
+    json_object_object_add(o, "interrupt", irq);
+    json_object_object_add(nmi, "injected", json_object_new_boolean(e->nmi.injected));
+    json_object_object_add(nmi, "pending", json_object_new_boolean(e->nmi.pending));
+    json_object_object_add(nmi, "masked", json_object_new_boolean(e->nmi.masked));
+    json_object_object_add(o, "nmi", nmi);
+    json_object_object_add(smi, "smm", json_object_new_boolean(e->smi.smm));
+    json_object_object_add(smi, "pending", json_object_new_boolean(e->smi.pending));
+    json_object_object_add(smi, "smm_inside_nmi",
+                           json_object_new_boolean(e->smi.smm_inside_nmi));
+    json_object_object_add(smi, "latched_init", json_object_new_boolean(e->smi.latched_init));
+    json_object_object_add(o, "smi", smi);
+    json_object_object_add(o, "flags", vmc_hex(e->flags));
+    return o;
+}
+
+/* Reads a parked vCPU.  Runs on main, whose seccomp list already allows
+ * the four GET ioctls (status and mce-inject read vCPUs too), so nothing
+ * is added to it; the vCPU is out of KVM_RUN, so its fd is free. */
+static int vmc_vcpu_read(struct vcpu *v, json_object *reply)
+{
+    struct kvm_regs r;
+    struct kvm_sregs s;
+    struct kvm_vcpu_events e;
+    int ret;
+
+    if ((ret = vmc_vcpu_ioctl(v, KVM_GET_REGS, &r, "KVM_GET_REGS")) ||
+        (ret = vmc_vcpu_ioctl(v, KVM_GET_SREGS, &s, "KVM_GET_SREGS")) ||
+        (ret = vmc_vcpu_ioctl(v, KVM_GET_VCPU_EVENTS, &e, "KVM_GET_VCPU_EVENTS")))
+        return ret;
+    json_object_object_add(reply, "rip", vmc_hex(r.rip));
+    json_object_object_add(reply, "cs", vmc_hex(s.cs.selector));
+    json_object_object_add(reply, "cpl", json_object_new_int(s.cs.selector & 3));
+    json_object_object_add(reply, "rflags", vmc_hex(r.rflags));
+    json_object_object_add(reply, "if", json_object_new_boolean((r.rflags & VMC_RFLAGS_IF) != 0));
+    json_object_object_add(reply, "cr4", vmc_hex(s.cr4));
+    json_object_object_add(reply, "cr4_mce", json_object_new_boolean((s.cr4 & VMC_CR4_MCE) != 0));
+    json_object_object_add(reply, "events", vmc_events_json(&e));
+    return vmc_vcpu_msrs(v, reply);
+}
+
+/* Pauses the VM as `pause` does (kicks every vCPU out of KVM_RUN and waits
+ * until all are parked), reads vCPU `idx`, and resumes unless the VM was
+ * already paused by the user.  All vCPUs, not just idx: a lost #MC may be
+ * about what another vCPU did, and the state read is then a consistent
+ * instant. */
+static int vmc_vcpu_state(void *opaque, unsigned idx, json_object *reply)
+{
+    struct vm *vm = opaque;
+    bool was_paused, stopping;
+    int ret;
+
+    if (idx >= vm->nvcpus) {
+        char msg[80];
+
+        snprintf(msg, sizeof(msg), "vcpu-state: this VM has no vCPU %u (it has %u)", idx,
+                 vm->nvcpus);
+        json_object_object_add(reply, "error", json_object_new_string(msg));
+        return -ENODEV;
+    }
+    pthread_mutex_lock(&vm->lock);
+    was_paused = vm->user_paused;
+    pthread_mutex_unlock(&vm->lock);
+    if (!was_paused)
+        vmc_pause_vm(vm);
+    pthread_mutex_lock(&vm->lock);
+    stopping = vm->stopping;
+    pthread_mutex_unlock(&vm->lock);
+    if (stopping) {
+        /* The vCPUs may be leaving or gone: nothing consistent to read. */
+        json_object_object_add(reply, "error",
+                               json_object_new_string("vcpu-state: the VM is stopping"));
+        ret = -ESHUTDOWN;
+    } else {
+        json_object_object_add(reply, "vcpu", json_object_new_int((int)idx));
+        ret = vmc_vcpu_read(&vm->vcpus[idx], reply);
+    }
+    if (!was_paused)
+        vmc_resume_vm(vm);
+    json_object_object_add(reply, "resumed", json_object_new_boolean(!was_paused));
+    return ret;
+}
+
 static int vmc_quit(void *opaque, json_object *reply)
 {
     (void)reply;
@@ -239,5 +419,6 @@ void vm_control_handlers(struct vm *vm, struct ctl_handlers *h)
         .pause = vmc_pause,
         .resume = vmc_resume,
         .quit = vmc_quit,
+        .vcpu_state = vmc_vcpu_state,
     };
 }

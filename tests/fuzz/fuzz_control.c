@@ -11,6 +11,7 @@
  *    make test).  `--seeds DIR` writes the seeds as a starting corpus for
  *    libFuzzer. */
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -68,10 +69,20 @@ static int f_link(void *o, unsigned net, bool up, json_object *r)
     return up || net ? 0 : -ENODEV;
 }
 
+static int f_vcpu_state(void *o, unsigned vcpu, json_object *r)
+{
+    (void)o;
+    if (vcpu > INT_MAX)
+        abort();   /* validation let something through */
+    json_object_object_add(r, "rip", json_object_new_string("0x1000"));
+    return vcpu < 4 ? 0 : -ENODEV;
+}
+
 static const struct ctl_handlers fuzz_handlers = {
     .status = f_status, .memstat = f_fail, .mce_inject = f_mce,
     .hwpoison = f_hwpoison, .poisoned = f_status, .pause = NULL,
     .resume = f_status, .quit = f_status, .link = f_link,
+    .vcpu_state = f_vcpu_state,
 };
 
 /* -1: the reply was malformed (a bug); else 1 for ok, 0 for an error. */
@@ -147,6 +158,10 @@ static const struct seed seeds[] = {
     { "{\"cmd\":\"mce-inject\",\"gpa\":\"0x1000\",\"kind\":\"ar\",\"mode\":\"user\",\"wait_ms\":50}", 1 },
     { "{\"cmd\":\"mce-inject\",\"gpa\":\"0x1000\",\"kind\":\"ao\",\"mode\":\"user\"}", 0 },
     { "{\"cmd\":\"mce-inject\",\"gpa\":\"0x1000\",\"kind\":\"ar\",\"wait_ms\":5}", 0 },
+    { "{\"cmd\":\"vcpu-state\",\"vcpu\":0}", 1 },
+    { "{\"cmd\":\"vcpu-state\",\"vcpu\":4}", 0 },
+    { "{\"cmd\":\"vcpu-state\"}", 0 },
+    { "{\"cmd\":\"vcpu-state\",\"vcpu\":\"0\"}", 0 },
 };
 #define NSEEDS (sizeof(seeds) / sizeof(seeds[0]))
 

@@ -8,7 +8,8 @@
 #   - a running VM: every thread of dvmm is under a filter (Seccomp: 2 in
 #     /proc/PID/task/*/status) with no_new_privs, and the control socket
 #     still works under it; with seccomp = no no thread is filtered and
-#     no_new_privs is still set;
+#     no_new_privs is still set; vcpu-state reads a vCPU under main's
+#     filter and the VM runs on;
 #   - the control socket refuses a peer whose uid is neither dvmm's nor root
 #     (SO_PEERCRED), says so in one log line and tells the client why;
 #   - [sandbox] user: every thread runs as that user and group with no
@@ -27,7 +28,7 @@ need_kvm "$@"
 dt_require_build
 NSRUN=tests/lib/net-ns-run
 
-tap_plan 31
+tap_plan 33
 tap_diag "running on $KVM_WHERE"
 
 # selftest KIND NAME THREAD [dvmm options]: the hook for KIND in a one-vCPU
@@ -212,6 +213,27 @@ else
 fi
 tap_check "seccomp = yes: the control socket answers status under the filter" \
     "$DT_DVMM" ctl "$DT_OUT/sbx-run.sock" status
+# vcpu-state pauses the VM, reads vCPU 0 from main (its GET ioctls must be
+# on main's list, or dvmm dies here) and resumes it.
+out=$("$DT_DVMM" ctl "$DT_OUT/sbx-run.sock" vcpu-state vcpu=0 2>&1)
+rc=$?
+state=$("$DT_DVMM" ctl "$DT_OUT/sbx-run.sock" status 2>&1 | grep -o '"state": *"[a-z]*"')
+if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '"rip": *"0x' &&
+    printf '%s\n' "$out" | grep -q '"exception"' && printf '%s\n' "$out" | grep -q '"mcg_status"' &&
+    printf '%s\n' "$state" | grep -q running; then
+    tap_ok "seccomp = yes: vcpu-state vcpu=0 answers rip, events and MCG_STATUS, and the VM runs on"
+else
+    tap_not_ok "seccomp = yes: vcpu-state vcpu=0 answers rip, events and MCG_STATUS, and the VM runs on" \
+        "exit status $rc, status after: $state" "$out" "$(tail -n 5 "$DT_OUT/sbx-run.err")"
+fi
+tap_diag "vcpu-state vcpu=0:" "$out"
+out=$("$DT_DVMM" ctl "$DT_OUT/sbx-run.sock" vcpu-state vcpu=2 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && printf '%s\n' "$out" | grep -q 'no vCPU 2 (it has 2)'; then
+    tap_ok "vcpu-state vcpu=2 on a two-vCPU VM: refused, and says why"
+else
+    tap_not_ok "vcpu-state vcpu=2 on a two-vCPU VM: refused, and says why" "exit status $rc" "$out"
+fi
 
 # --- the control socket refuses a foreign uid (SO_PEERCRED) ------------------------
 # The socket's mode keeps others out already: open it up so the connection

@@ -32,7 +32,7 @@
 
 struct mock {
     unsigned calls;                 /* every handler call */
-    unsigned mce_calls, poison_calls, quit_calls;
+    unsigned mce_calls, poison_calls, quit_calls, state_calls;
     uint64_t gpa;
     enum mce_kind kind;
     int vcpu;
@@ -117,6 +117,25 @@ static int m_quit(void *o, json_object *r)
     return 0;
 }
 
+/* vcpu-state: the mock VM has vCPUs 0..3; vCPU 7 is refused with a message,
+ * as dvmm's handler does for a vCPU the VM lacks. */
+static int m_vcpu_state(void *o, unsigned vcpu, json_object *r)
+{
+    struct mock *m = o;
+
+    m->calls++;
+    m->state_calls++;
+    m->vcpu = (int)vcpu;
+    if (vcpu > 3) {
+        json_object_object_add(r, "error",
+                               json_object_new_string("vcpu-state: this VM has no vCPU 7"));
+        return -ENODEV;
+    }
+    json_object_object_add(r, "rip", json_object_new_string("0x1000"));
+    json_object_object_add(r, "events", json_object_new_object());
+    return 0;
+}
+
 struct fixture {
     char dir[64];
     char path[128];
@@ -137,7 +156,7 @@ static int setup(void **state)
     f->h = (struct ctl_handlers){
         .opaque = &f->mock, .status = m_status, .memstat = m_memstat,
         .mce_inject = m_mce, .hwpoison = m_hwpoison, .poisoned = m_poisoned,
-        .pause = NULL, .resume = NULL, .quit = m_quit,
+        .pause = NULL, .resume = NULL, .quit = m_quit, .vcpu_state = m_vcpu_state,
     };
     assert_int_equal(ctl_server_open(&f->srv, f->path, &f->h, err, sizeof(err)), 0);
     *state = f;
@@ -470,6 +489,51 @@ static void test_mce_inject_args(void **state)
     assert_true(f->mock.gpa == 0xFFFFFFFFFFFFFULL);
     assert_int_equal(f->mock.mce_calls, 3);
     assert_int_equal(f->mock.poison_calls, 1);
+    tc_close(c);
+}
+
+/* vcpu-state: vcpu is required, a non-negative integer, and reaches the
+ * handler as given; bad requests never call it. */
+static void test_vcpu_state_args(void **state)
+{
+    static const char *const bad[] = {
+        "{\"cmd\":\"vcpu-state\"}",
+        "{\"cmd\":\"vcpu-state\",\"vcpu\":-1}",
+        "{\"cmd\":\"vcpu-state\",\"vcpu\":\"0\"}",
+        "{\"cmd\":\"vcpu-state\",\"vcpu\":1.5}",
+        "{\"cmd\":\"vcpu-state\",\"vcpu\":4294967296}",
+        "{\"cmd\":\"vcpu-state\",\"vcpu\":0,\"gpa\":0}",
+    };
+    struct fixture *f = *state;
+    struct tc *c = tc_connect(f);
+    json_object *r, *v;
+
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = tc_call(f, c, bad[i]);
+        assert_non_null(strstr(reply_error(r), "vcpu-state"));
+        json_object_put(r);
+    }
+    assert_int_equal(f->mock.calls, 0);
+
+    r = tc_call(f, c, "{\"cmd\":\"vcpu-state\",\"vcpu\":2}");
+    assert_true(reply_ok(r));
+    assert_true(json_object_object_get_ex(r, "rip", &v));
+    assert_true(json_object_object_get_ex(r, "events", &v));
+    json_object_put(r);
+    assert_int_equal(f->mock.vcpu, 2);
+
+    r = tc_call(f, c, "{\"cmd\":\"vcpu-state\",\"vcpu\":7}");
+    assert_string_equal(reply_error(r), "vcpu-state: this VM has no vCPU 7");
+    assert_false(json_object_object_get_ex(r, "rip", &v));
+    json_object_put(r);
+    assert_int_equal(f->mock.state_calls, 2);
+
+    /* Without the handler: not supported, as for any command. */
+    f->h.vcpu_state = NULL;
+    r = ctl_handle_line(&f->h, "{\"cmd\":\"vcpu-state\",\"vcpu\":0}",
+                        strlen("{\"cmd\":\"vcpu-state\",\"vcpu\":0}"));
+    assert_non_null(strstr(reply_error(r), "not supported"));
+    json_object_put(r);
     tc_close(c);
 }
 
@@ -1001,6 +1065,7 @@ int main(void)
         T(test_corpus_socket),
         T(test_status),
         T(test_mce_inject_args),
+        T(test_vcpu_state_args),
         T(test_reply_later),
         T(test_handler_errors),
         T(test_line_max_ok),
