@@ -226,6 +226,24 @@ static void bench_diagnose(const struct bench *b)
         if (!k)
             sleep(2);
     }
+    /* Then where the #MC is: KVM's view of vCPU 0 (rip, pending or
+     * injected events, MCG_STATUS.MCIP, bank 9), twice 1 s apart to see
+     * whether anything moves.  After the thread sample above, since
+     * vcpu-state pauses the VM and its kick is an exit of its own. */
+    for (int k = 0; k < 2; k++) {
+        char *args[] = { "vcpu=0" };
+        char err[256];
+        int e = 0;
+        json_object *req = ctl_client_request("vcpu-state", 1, args, err, sizeof(err));
+        json_object *rep = req ? ctl_client_call(b->sock, req, &e, err, sizeof(err)) : NULL;
+
+        fprintf(stderr, "mce-latency: diagnose vcpu-state %d: %s\n", k,
+                rep ? json_object_to_json_string_ext(rep, JSON_C_TO_STRING_PLAIN) : err);
+        json_object_put(rep);
+        json_object_put(req);
+        if (!k)
+            sleep(1);
+    }
 }
 
 static int bench_inject(struct bench *b, unsigned i)
