@@ -294,7 +294,8 @@ static int vmc_vcpu_msrs(struct vcpu *v, json_object *reply)
 /* KVM_GET_VCPU_EVENTS as JSON.  Without KVM_CAP_EXCEPTION_PAYLOAD (dvmm
  * does not enable it) KVM folds a pending exception into "injected", so an
  * #MC that KVM_X86_SET_MCE queued and no entry delivered yet shows as
- * exception injected, nr 18. */
+ * exception injected, nr 18 (6.1's KVM sets pending with it too: seen in
+ * the nested host). */
 static json_object *vmc_events_json(const struct kvm_vcpu_events *e)
 {
     json_object *o = json_object_new_object(), *x = json_object_new_object(),
