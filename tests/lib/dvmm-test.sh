@@ -15,7 +15,12 @@ case "$DVMM_BUILD" in
 esac
 DT_DVMM="$DT_BUILD/dvmm"
 DT_GUEST="$DT_BUILD/testguest.elf"
-DT_OUT=${DT_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/dvmm-test.XXXXXX")}
+# A DT_OUT made here is this test's scratch: gone when it passes, kept
+# (and named on stderr) when it fails.  One given by the caller is theirs.
+if [ -z "${DT_OUT:-}" ]; then
+    DT_OUT=$(mktemp -d "${TMPDIR:-/tmp}/dvmm-test.XXXXXX")
+    tap_scratch "$DT_OUT"
+fi
 DT_TIMEOUT=${DT_TIMEOUT:-300}
 
 dt_require_build() {

@@ -104,5 +104,6 @@ _kvm_env_go_nested() {
         fi
         [ "$rc" -eq 0 ] && rc=1
     fi
+    tap_scratch_end "$rc"
     exit "$rc"
 }

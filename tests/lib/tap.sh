@@ -82,25 +82,44 @@ tap_skip() {
 # test line or plan has been printed.
 tap_skip_all() {
     echo "1..0 # SKIP $*"
+    tap_scratch_end 0
     exit 0
 }
 
 tap_bail_out() {
     echo "Bail out! $*"
+    tap_scratch_end 255
     exit 255
+}
+
+# Directories given to tap_scratch DIR are the test's scratch: removed when
+# it ends well (tap_scratch_end 0), kept and named on stderr as the evidence
+# of a failure.  tap_done, tap_skip_all and tap_bail_out call it.
+TAP_SCRATCH=()
+tap_scratch() { TAP_SCRATCH+=("$1"); }
+tap_scratch_end() {
+    [ "${#TAP_SCRATCH[@]}" -gt 0 ] || return 0
+    if [ "$1" -eq 0 ]; then
+        rm -rf "${TAP_SCRATCH[@]}"
+    else
+        echo "$(basename "$0"): evidence kept in ${TAP_SCRATCH[*]}" >&2
+    fi
+    TAP_SCRATCH=()
 }
 
 # Print the plan when it was not given up front (done_testing style) and exit
 # non-zero when any test failed or the count differs from the plan.
 tap_done() {
+    local bad=0
     if [ -z "$TAP_PLANNED" ]; then
         echo "1..$TAP_N"
     elif [ "$TAP_PLANNED" -ne "$TAP_N" ]; then
         tap_diag "planned $TAP_PLANNED tests but ran $TAP_N"
-        exit 255
+        bad=255
     fi
-    [ "$TAP_FAILED" -eq 0 ] || exit 1
-    exit 0
+    [ "$bad" -eq 0 ] && [ "$TAP_FAILED" -ne 0 ] && bad=1
+    tap_scratch_end "$bad"
+    exit "$bad"
 }
 
 # run_with_timeout SECONDS CMD...: CMD's status, or 124 when it ran too long.

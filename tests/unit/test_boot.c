@@ -136,6 +136,7 @@ static void t_initrd_addr_max(void **s)
 
     /* A kernel that only reaches 256 MiB - 1 gets its initrd below that. */
     tbz_hdr(bz)->initrd_addr_max = 256 * MiB - 1;
+    unlink(f->kernel);   /* fx_new's kernel, replaced by this one */
     tfile_write(f->kernel, sizeof(f->kernel), bz, len);
     snprintf(f->cfg->vm.kernel, sizeof(f->cfg->vm.kernel), "%s", f->kernel);
     assert_int_equal(boot(f), 0);
@@ -360,6 +361,7 @@ static void t_errors(void **s)
     size_t len;
     uint8_t *bz = tbz_build(0x4000, &len);
     tbz_hdr(bz)->cmdline_size = 10;
+    unlink(f->kernel);   /* fx_new's kernel, replaced by this one */
     tfile_write(f->kernel, sizeof(f->kernel), bz, len);
     snprintf(f->cfg->vm.kernel, sizeof(f->cfg->vm.kernel), "%s", f->kernel);
     assert_int_equal(boot(f), -EINVAL);
