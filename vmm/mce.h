@@ -44,6 +44,11 @@ enum mce_encoding {
  * so SER_P (and CMCI_P, LMCE_P...) never reach an AMD host's guests. */
 #define MCE_MCG_CAP_SVM_MASK   0x1ffULL
 #define MCE_MSR_MCG_CAP        0x179
+#define MCE_MSR_MCG_STATUS     0x17a
+/* Bank `bank`'s MSRs: reg 0 CTL, 1 STATUS, 2 ADDR, 3 MISC. */
+#define MCE_MSR_MCI(bank, reg) (0x400u + 4u * (bank) + (reg))
+/* CR4.MCE: a #MC with it clear shuts the (guest) CPU down. */
+#define MCE_CR4_MCE            (1ULL << 6)
 
 #define MCE_MCG_STATUS_RIPV    (1ULL << 0)
 #define MCE_MCG_STATUS_EIPV    (1ULL << 1)

@@ -224,9 +224,6 @@ static int vmc_resume(void *opaque, json_object *reply)
 
 /* ---- vcpu-state --------------------------------------------------------- */
 
-#define VMC_MSR_MCG_STATUS 0x17a
-#define VMC_MSR_MCI(bank, reg) (0x400u + 4u * (bank) + (reg))  /* reg: 0 CTL .. 3 MISC */
-#define VMC_CR4_MCE        (1ULL << 6)
 #define VMC_RFLAGS_IF      (1ULL << 9)
 
 /* One ioctl on a parked vCPU's fd, logged with the vCPU on failure. */
@@ -255,9 +252,9 @@ static int vmc_vcpu_msrs(struct vcpu *v, json_object *reply)
     json_object *o, *b;
     int n;
 
-    m.e[0].index = VMC_MSR_MCG_STATUS;
+    m.e[0].index = MCE_MSR_MCG_STATUS;
     for (unsigned i = 0; i < 4; i++)
-        m.e[1 + i].index = VMC_MSR_MCI(MCE_BANK, i);
+        m.e[1 + i].index = MCE_MSR_MCI(MCE_BANK, i);
     n = ioctl(v->fd, KVM_GET_MSRS, &m);
     if (n < 0) {
         n = errno;
@@ -353,7 +350,7 @@ static int vmc_vcpu_read(struct vcpu *v, json_object *reply)
     json_object_object_add(reply, "rflags", vmc_hex(r.rflags));
     json_object_object_add(reply, "if", json_object_new_boolean((r.rflags & VMC_RFLAGS_IF) != 0));
     json_object_object_add(reply, "cr4", vmc_hex(s.cr4));
-    json_object_object_add(reply, "cr4_mce", json_object_new_boolean((s.cr4 & VMC_CR4_MCE) != 0));
+    json_object_object_add(reply, "cr4_mce", json_object_new_boolean((s.cr4 & MCE_CR4_MCE) != 0));
     json_object_object_add(reply, "events", vmc_events_json(&e));
     return vmc_vcpu_msrs(v, reply);
 }

@@ -16,8 +16,6 @@
 #include "vmm/mce_route.h"
 #include "vmm/vm.h"
 
-#define MSR_IA32_MCG_STATUS 0x17a
-#define X86_CR4_MCE         (1ULL << 6)
 /* mode=user: how often a waiting vCPU is made to leave KVM_RUN to look. */
 #define MCE_USER_RETRY_NS   1000000ULL
 
@@ -134,22 +132,14 @@ static const char *vm_mce_blocked(struct vcpu *v, const struct kvm_sregs *sregs)
     struct kvm_sregs own;
     uint64_t mcg_status = 0;
 
-    if (vm_mce_get_msr(v, MSR_IA32_MCG_STATUS, &mcg_status) == 0 &&
+    if (vm_mce_get_msr(v, MCE_MSR_MCG_STATUS, &mcg_status) == 0 &&
         (mcg_status & MCE_MCG_STATUS_MCIP))
         return "MCIP still set from an earlier machine check";
     if (!sregs && ioctl(v->fd, KVM_GET_SREGS, &own) == 0)
         sregs = &own;
-    if (sregs && !(sregs->cr4 & X86_CR4_MCE))
+    if (sregs && !(sregs->cr4 & MCE_CR4_MCE))
         return "guest has not enabled CR4.MCE";
     return NULL;
-}
-
-static uint64_t vm_mce_mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 /* sent_ns: when this thread sent itself the SIGBUS, 0 when unknown.  The
@@ -223,7 +213,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         ev.reason = strerror(errno);
     } else {
         if (sent_ns) {
-            ev.done_ns = vm_mce_mono_ns();
+            ev.done_ns = vm_now_ns();
             ev.sent_ns = sent_ns;
         }
         ev.injected = true;
@@ -239,7 +229,7 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         if (mce_raises_mc(&mce)) {
             __atomic_store_n(&vm->mce_last_vcpu, (int)v->idx, __ATOMIC_RELAXED);
             __atomic_store_n(&vm->mce_last_gpa, ev.gpa, __ATOMIC_RELAXED);
-            __atomic_store_n(&vm->mce_last_ns, vm_mce_mono_ns(), __ATOMIC_RELEASE);
+            __atomic_store_n(&vm->mce_last_ns, vm_now_ns(), __ATOMIC_RELEASE);
         }
     }
     vm_mce_log_sig(vm, &ev, sig);
@@ -262,7 +252,7 @@ static void vm_mce_selfsend(struct vcpu *v)
     __atomic_store_n(&v->mce_nselfsend, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&v->mce_lock);
     for (unsigned i = 0; i < n; i++) {
-        uint64_t sent = vm_mce_mono_ns();
+        uint64_t sent = vm_now_ns();
         struct mce_sig sig;
         int ret;
 
@@ -319,7 +309,7 @@ static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const cha
     pthread_mutex_lock(&v->mce_lock);
     u->ret = ret;
     u->injected = injected;
-    u->end_ns = vm_mce_mono_ns();
+    u->end_ns = vm_now_ns();
     va_start(ap, fmt);
     vsnprintf(u->reason, sizeof(u->reason), fmt, ap);
     va_end(ap);
@@ -342,7 +332,7 @@ static void vm_mce_user_step(struct vcpu *v)
     struct mce_event ev = { 0 };
     const char *blocker;
     struct mce_sig sig;
-    uint64_t now = vm_mce_mono_ns(), sent;
+    uint64_t now = vm_now_ns(), sent;
     int ret;
 
     if (!v->mce_ready) {
@@ -377,7 +367,7 @@ static void vm_mce_user_step(struct vcpu *v)
     /* The same path as a real AR inside KVM_RUN: the handler records the
      * SIGBUS, vm_mce_handle translates and injects.  KVM delivers the #MC
      * before the guest runs another instruction, so at this CPL and RIP. */
-    sent = vm_mce_mono_ns();
+    sent = vm_now_ns();
     mce_slot_expect_ar(&v->mce_slot, true);
     ret = mce_route_send(v->tid, MCE_AR, u->sig.addr, u->sig.lsb);
     mce_slot_expect_ar(&v->mce_slot, false);
@@ -604,7 +594,7 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
         pthread_mutex_lock(&v->mce_lock);
         busy = v->mce_user.active || v->mce_user.done;
         if (!busy) {
-            uint64_t now = vm_mce_mono_ns();
+            uint64_t now = vm_now_ns();
 
             v->mce_user = (struct vcpu_mce_user){
                 .active = true, .token = req->token,
