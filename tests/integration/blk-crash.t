@@ -49,16 +49,7 @@ crash_ini() {
     local name=$1 engine=$2 cache=$3 opts=$4
     truncate -s 0 "$DT_OUT/$name.img"
     truncate -s 4M "$DT_OUT/$name.img"
-    cat >"$DT_OUT/$name.ini" <<INI
-[vm]
-name = $name
-vcpus = 2
-memory = 64M
-kernel = $DT_GUEST
-cmdline = dvmmtest=blkcrash $opts
-on_reset = exit
-[console]
-input = no
+    dt_ini "$name" 2 64M "dvmmtest=blkcrash $opts" <<INI
 output = $DT_OUT/$name.out
 [control]
 enabled = no
