@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,6 @@
 #define KVM_TSS_ADDR      0xfffbd000ULL
 #define KVM_IDENTITY_ADDR 0xfffbc000ULL
 #define KVM_FIRST_MSI_GSI KVM_IOAPIC_PINS
-
-#define errf(...) snprintf(err, errlen, __VA_ARGS__)
 
 void kvm_dev_open(struct kvm_dev *d)
 {
@@ -44,13 +43,40 @@ void kvm_dev_close(struct kvm_dev *d)
 static int kvm_dev_fail(const struct kvm_dev *d, char *err, size_t errlen)
 {
     if (d->probe_failed)
-        errf("/dev/kvm: KVM_GET_API_VERSION: %s", strerror(-d->err));
-    else if (d->err == -ENOENT)
-        errf("/dev/kvm: no such device: this host has no usable KVM "
-             "(see `dvmm hostcheck`)");
-    else
-        errf("/dev/kvm: %s", strerror(-d->err));
-    return d->err;
+        return log_fail(err, errlen, d->err, "/dev/kvm: KVM_GET_API_VERSION: %s",
+                        strerror(-d->err));
+    if (d->err == -ENOENT)
+        return log_fail(err, errlen, d->err, "/dev/kvm: no such device: this host has "
+                        "no usable KVM (see `dvmm hostcheck`)");
+    return log_fail(err, errlen, d->err, "/dev/kvm: %s", strerror(-d->err));
+}
+
+/* Every checked ioctl on the /dev/kvm fd or the VM fd: the ioctl's result
+ * (>= 0), or -errno with "kvm: WHAT: strerror" formatted through log_fail
+ * into err.  WHAT is printf-formatted so a message can carry its context
+ * (GSI, address, memslot).  The runtime paths devices reach through vmif
+ * have no caller's buffer to fill: with err NULL the message is logged as
+ * an error instead. */
+static int kvm_ioctl(int fd, unsigned long req, void *arg, char *err, size_t errlen,
+                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int kvm_ioctl(int fd, unsigned long req, void *arg, char *err, size_t errlen,
+                     const char *fmt, ...)
+{
+    char what[192];
+    va_list ap;
+    int ret = ioctl(fd, req, arg);
+    int e = errno;
+
+    if (ret >= 0)
+        return ret;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (!err) {
+        log_err("kvm: %s: %s", what, strerror(e));
+        return -e;
+    }
+    return log_fail(err, errlen, -e, "kvm: %s: %s", what, strerror(e));
 }
 
 /* Legacy interrupts as a PC routes them: GSI 0-15 reach both the PIC and the
@@ -82,14 +108,10 @@ static void kvm_default_routes(struct kvm_irq_routing *rt)
 
 static int kvm_commit_routes(struct kvm_vm *vm)
 {
-    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routes) < 0) {
-        int e = errno;
+    int ret = kvm_ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, vm->routes, NULL, 0,
+                        "KVM_SET_GSI_ROUTING (%u entries)", vm->routes->nr);
 
-        log_err("kvm: KVM_SET_GSI_ROUTING (%u entries): %s", vm->routes->nr,
-                strerror(e));
-        return -e;
-    }
-    return 0;
+    return ret < 0 ? ret : 0;
 }
 
 static int kvm_find_route(const struct kvm_vm *vm, uint32_t gsi)
@@ -160,14 +182,11 @@ static int kvm_if_ioeventfd(void *opaque, uint64_t addr, unsigned len, bool mmio
                  (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
     };
 
-    if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0) {
-        int e = errno;
+    int ret = kvm_ioctl(vm->vm_fd, KVM_IOEVENTFD, &io, NULL, 0,
+                        "KVM_IOEVENTFD %s 0x%llx len %u", mmio ? "mmio" : "pio",
+                        (unsigned long long)addr, len);
 
-        log_err("kvm: KVM_IOEVENTFD %s 0x%llx len %u: %s",
-                mmio ? "mmio" : "pio", (unsigned long long)addr, len, strerror(e));
-        return -e;
-    }
-    return 0;
+    return ret < 0 ? ret : 0;
 }
 
 static int kvm_if_irqfd(void *opaque, unsigned gsi, int fd, int resample_fd,
@@ -175,6 +194,7 @@ static int kvm_if_irqfd(void *opaque, unsigned gsi, int fd, int resample_fd,
 {
     struct kvm_vm *vm = opaque;
     struct kvm_irqfd irqfd = { .fd = (uint32_t)fd, .gsi = gsi };
+    int ret;
 
     if (!assign)
         irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
@@ -182,13 +202,8 @@ static int kvm_if_irqfd(void *opaque, unsigned gsi, int fd, int resample_fd,
         irqfd.flags = KVM_IRQFD_FLAG_RESAMPLE;
         irqfd.resamplefd = (uint32_t)resample_fd;
     }
-    if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
-        int e = errno;
-
-        log_err("kvm: KVM_IRQFD gsi %u: %s", gsi, strerror(e));
-        return -e;
-    }
-    return 0;
+    ret = kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd, NULL, 0, "KVM_IRQFD gsi %u", gsi);
+    return ret < 0 ? ret : 0;
 }
 
 static int kvm_if_irq_line(void *opaque, unsigned irq, int level)
@@ -196,13 +211,10 @@ static int kvm_if_irq_line(void *opaque, unsigned irq, int level)
     struct kvm_vm *vm = opaque;
     struct kvm_irq_level l = { .irq = irq, .level = (uint32_t)level };
 
-    if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &l) < 0) {
-        int e = errno;
+    int ret = kvm_ioctl(vm->vm_fd, KVM_IRQ_LINE, &l, NULL, 0, "KVM_IRQ_LINE irq %u level %d",
+                        irq, level);
 
-        log_err("kvm: KVM_IRQ_LINE irq %u level %d: %s", irq, level, strerror(e));
-        return -e;
-    }
-    return 0;
+    return ret < 0 ? ret : 0;
 }
 
 /* KVM emulates the TSC-deadline timer but reports it only as
@@ -223,27 +235,27 @@ static void kvm_cpuid_add_tsc_deadline(const struct kvm_cap_set *caps, struct kv
 static int kvm_get_cpuid(struct kvm_vm *vm, const struct kvm_cap_set *caps,
                          char *err, size_t errlen)
 {
+    int e;
+
     for (unsigned n = 128; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
 
         if (!c)
             return -ENOMEM;
         c->nent = n;
+        /* Not through kvm_ioctl: E2BIG asks for a bigger table, and is no
+         * failure to report. */
         if (ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c) == 0) {
             kvm_cpuid_add_tsc_deadline(caps, c);
             vm->cpuid = c;
             return 0;
         }
+        e = errno;
         free(c);
-        if (errno != E2BIG) {
-            int e = errno;
-
-            errf("kvm: KVM_GET_SUPPORTED_CPUID: %s", strerror(e));
-            return -e;
-        }
+        if (e != E2BIG)
+            return log_fail(err, errlen, -e, "kvm: KVM_GET_SUPPORTED_CPUID: %s", strerror(e));
     }
-    errf("kvm: KVM_GET_SUPPORTED_CPUID: too many entries");
-    return -E2BIG;
+    return log_fail(err, errlen, -E2BIG, "kvm: KVM_GET_SUPPORTED_CPUID: too many entries");
 }
 
 int kvm_vm_create(struct kvm_vm *vm, struct kvm_dev *dev, char *err, size_t errlen)
@@ -268,56 +280,48 @@ int kvm_vm_create(struct kvm_vm *vm, struct kvm_dev *dev, char *err, size_t errl
         goto fail;
     vm->max_vcpus = kvm_caps_max_vcpus(caps);
     vm->mce_cap = caps->mce_cap;
-    vm->run_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (vm->run_mmap_size <= 0) {
-        ret = -errno;
-        errf("kvm: KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+    ret = kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL, err, errlen,
+                    "KVM_GET_VCPU_MMAP_SIZE");
+    if (ret < 0)
+        goto fail;
+    if (ret == 0) {
+        ret = log_fail(err, errlen, -EINVAL, "kvm: KVM_GET_VCPU_MMAP_SIZE: %s",
+                       strerror(EINVAL));
         goto fail;
     }
+    vm->run_mmap_size = ret;
     ret = kvm_get_cpuid(vm, caps, err, errlen);
     if (ret)
         goto fail;
 
-    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
-    if (vm->vm_fd < 0) {
-        ret = -errno;
-        errf("kvm: KVM_CREATE_VM: %s", strerror(errno));
+    ret = kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, NULL, err, errlen, "KVM_CREATE_VM");
+    if (ret < 0)
         goto fail;
-    }
-    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0) {
-        ret = -errno;
-        errf("kvm: KVM_SET_TSS_ADDR 0x%llx: %s", KVM_TSS_ADDR, strerror(errno));
+    vm->vm_fd = ret;
+    if ((ret = kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)KVM_TSS_ADDR,
+                         err, errlen, "KVM_SET_TSS_ADDR 0x%llx", KVM_TSS_ADDR)) < 0 ||
+        (ret = kvm_ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity, err, errlen,
+                         "KVM_SET_IDENTITY_MAP_ADDR")) < 0 ||
+        (ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL, err, errlen,
+                         "KVM_CREATE_IRQCHIP")) < 0 ||
+        (ret = kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit, err, errlen,
+                         "KVM_CREATE_PIT2")) < 0)
         goto fail;
-    }
-    if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0) {
-        ret = -errno;
-        errf("kvm: KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
-        goto fail;
-    }
-    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0) {
-        ret = -errno;
-        errf("kvm: KVM_CREATE_IRQCHIP: %s", strerror(errno));
-        goto fail;
-    }
-    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
-        ret = -errno;
-        errf("kvm: KVM_CREATE_PIT2: %s", strerror(errno));
-        goto fail;
-    }
 
     vm->routes = calloc(1, sizeof(*vm->routes) +
                         KVM_MAX_GSI_ROUTES * sizeof(vm->routes->entries[0]));
     if (!vm->routes) {
-        ret = -ENOMEM;
-        errf("kvm: out of memory for GSI routes");
+        ret = log_fail(err, errlen, -ENOMEM, "kvm: out of memory for GSI routes");
         goto fail;
     }
     pthread_mutex_init(&vm->routes_lock, NULL);
     kvm_default_routes(vm->routes);
     vm->next_msi_gsi = KVM_FIRST_MSI_GSI;
+    /* kvm_commit_routes logs the failure with its entry count; err gets the
+     * shorter message it always had. */
     ret = kvm_commit_routes(vm);
     if (ret) {
-        errf("kvm: KVM_SET_GSI_ROUTING: %s", strerror(-ret));
+        log_fail(err, errlen, ret, "kvm: KVM_SET_GSI_ROUTING: %s", strerror(-ret));
         goto fail;
     }
     vm->vmif = (struct vmif){
@@ -361,14 +365,13 @@ int kvm_vm_map_memory(struct kvm_vm *vm, const struct guest_mem *gm)
             .userspace_addr = (uint64_t)(uintptr_t)r->hva,
         };
 
-        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-            int e = errno;
+        int ret = kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot, NULL, 0,
+                            "memslot %u GPA 0x%llx size 0x%llx HVA %p", i,
+                            (unsigned long long)r->gpa, (unsigned long long)r->size,
+                            (void *)r->hva);
 
-            log_err("kvm: memslot %u GPA 0x%llx size 0x%llx HVA %p: %s", i,
-                    (unsigned long long)r->gpa, (unsigned long long)r->size,
-                    (void *)r->hva, strerror(e));
-            return -e;
-        }
+        if (ret < 0)
+            return ret;
     }
     return 0;
 }
@@ -377,6 +380,7 @@ int kvm_vm_reset_irqchip(struct kvm_vm *vm)
 {
     struct kvm_pit_state2 pit = { 0 };
     struct kvm_irqchip chip;
+    int ret;
 
     for (unsigned id = KVM_IRQCHIP_PIC_MASTER; id <= KVM_IRQCHIP_IOAPIC; id++) {
         memset(&chip, 0, sizeof(chip));
@@ -389,18 +393,10 @@ int kvm_vm_reset_irqchip(struct kvm_vm *vm)
         } else {
             chip.chip.pic.elcr_mask = id == KVM_IRQCHIP_PIC_MASTER ? 0xf8 : 0xde;
         }
-        if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip) < 0) {
-            int e = errno;
-
-            log_err("kvm: KVM_SET_IRQCHIP %u: %s", id, strerror(e));
-            return -e;
-        }
+        ret = kvm_ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &chip, NULL, 0, "KVM_SET_IRQCHIP %u", id);
+        if (ret < 0)
+            return ret;
     }
-    if (ioctl(vm->vm_fd, KVM_SET_PIT2, &pit) < 0) {
-        int e = errno;
-
-        log_err("kvm: KVM_SET_PIT2: %s", strerror(e));
-        return -e;
-    }
-    return 0;
+    ret = kvm_ioctl(vm->vm_fd, KVM_SET_PIT2, &pit, NULL, 0, "KVM_SET_PIT2");
+    return ret < 0 ? ret : 0;
 }
