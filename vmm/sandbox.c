@@ -1,360 +1,26 @@
 /* The per-thread seccomp sandbox; the interface and the reasons are in
- * sandbox.h.  The allow-lists below were measured, not guessed: every
- * integration test ran with `seccomp = log`, and each call the kernel
- * logged for a thread kind was looked up in the code before it went in. */
+ * sandbox.h.  The allow-lists are in sandbox_list.c; the programs dvmm
+ * loads were compiled from them at build time (sandbox_bpf.c), and
+ * sandbox_build.c is the libseccomp side of that, which dvmm never calls. */
 #include "vmm/sandbox.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/filter.h>
-#include <linux/kvm.h>
-#include <linux/if_tun.h>
 #include <linux/seccomp.h>
-#include <linux/vhost.h>
-#include <seccomp.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <stdio.h>
 #include <sys/utsname.h>
 #include <grp.h>
-#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vmm/log.h"
-
-/* ---- the lists ------------------------------------------------------------- */
-
-/* How a rule constrains its arguments. */
-enum sbx_arg {
-    A_ANY,
-    A_NOEXEC,           /* mmap/mprotect: arg 2 (prot) without PROT_EXEC */
-    A_IOCTL,            /* ioctl: arg 1 (request) in the kind's ioctl list */
-    A_MADV_FREE,        /* madvise: MADV_DONTNEED only (free(), thread exit) */
-    A_MADV_POPULATE,    /* madvise: MADV_POPULATE_WRITE (prefault) */
-    A_OPEN_RDONLY,      /* openat: O_RDONLY, no O_CREAT (reboot re-reads the kernel) */
-};
-
-struct sbx_rule {
-    int nr;
-    enum sbx_arg arg;
-};
-
-/* What every thread does: log (write), wait (futex), allocate (mmap,
- * brk, madvise, munmap: glibc's malloc and its thread exit), signals (the
- * kick's return, masks), time, exit. */
-#define SBX_COMMON                                                              \
-    { SYS_write, A_ANY }, { SYS_futex, A_ANY }, { SYS_exit, A_ANY },            \
-    { SYS_exit_group, A_ANY }, { SYS_rt_sigreturn, A_ANY },                     \
-    { SYS_rt_sigprocmask, A_ANY }, { SYS_restart_syscall, A_ANY },              \
-    { SYS_mmap, A_NOEXEC }, { SYS_mprotect, A_NOEXEC }, { SYS_munmap, A_ANY },  \
-    { SYS_brk, A_ANY }, { SYS_madvise, A_MADV_FREE },                           \
-    { SYS_clock_gettime, A_ANY }, { SYS_clock_nanosleep, A_ANY },               \
-    { SYS_getpid, A_ANY }, { SYS_gettid, A_ANY }, { SYS_sched_yield, A_ANY }
-
-static const struct sbx_rule sbx_main_rules[] = {
-    SBX_COMMON,
-    /* the event loop: eventfds, signalfd, console input */
-    { SYS_read, A_ANY }, { SYS_epoll_wait, A_ANY }, { SYS_epoll_pwait, A_ANY },
-    { SYS_epoll_ctl, A_ANY }, { SYS_close, A_ANY },
-    /* the control socket; json-c seeds its hash tables (getrandom) */
-    { SYS_getrandom, A_ANY }, { SYS_accept4, A_ANY }, { SYS_recvfrom, A_ANY },
-    { SYS_recvmsg, A_ANY }, { SYS_sendto, A_ANY }, { SYS_sendmsg, A_ANY },
-    { SYS_getsockopt, A_ANY }, { SYS_geteuid, A_ANY }, { SYS_unlink, A_ANY },
-    /* KVM (irqchip reset on reboot, routes, serial IRQ), terminal, TAP link */
-    { SYS_ioctl, A_IOCTL },
-    /* kicks and the MCE path: SIGBUS to a thread, hwpoison */
-    { SYS_tgkill, A_ANY }, { SYS_rt_tgsigqueueinfo, A_ANY },
-    { SYS_madvise, A_ANY },
-    /* guest reboot re-reads the kernel and initrd; --memstat reads /proc */
-    { SYS_openat, A_OPEN_RDONLY }, { SYS_fstat, A_ANY }, { SYS_newfstatat, A_ANY },
-    { SYS_lseek, A_ANY }, { SYS_pread64, A_ANY },
-    /* exit: the disks are synced (blk_destroy), io_uring rings torn down
-     * (munmap, close: no io_uring_enter outside the disk workers) */
-    { SYS_fdatasync, A_ANY }, { SYS_fsync, A_ANY },
-    { SYS_timer_settime, A_ANY }, { SYS_timer_delete, A_ANY },
-};
-
-static const struct sbx_rule sbx_vcpu_rules[] = {
-    SBX_COMMON,
-    { SYS_ioctl, A_IOCTL }, { SYS_read, A_ANY }, { SYS_close, A_ANY },
-    /* kick others (pause), SIGBUS to itself (mce-inject AR), mode=user timer */
-    { SYS_tgkill, A_ANY }, { SYS_rt_tgsigqueueinfo, A_ANY },
-    { SYS_timer_create, A_ANY }, { SYS_timer_settime, A_ANY },
-    { SYS_timer_delete, A_ANY },
-    /* a driver starting a disk: its io_uring rings are made on this thread
-     * (io_uring_setup, mmap); only the worker submits.  Every eventfd is
-     * made at set-up, before any filter. */
-    { SYS_io_uring_setup, A_ANY },
-};
-
-static const struct sbx_rule sbx_blk_rules[] = {
-    SBX_COMMON,
-    { SYS_read, A_ANY }, { SYS_poll, A_ANY }, { SYS_ppoll, A_ANY },
-    { SYS_preadv, A_ANY }, { SYS_pwritev, A_ANY }, { SYS_pread64, A_ANY },
-    { SYS_pwrite64, A_ANY }, { SYS_fdatasync, A_ANY }, { SYS_fallocate, A_ANY },
-    { SYS_io_uring_enter, A_ANY },
-};
-
-static const struct sbx_rule sbx_net_rules[] = {
-    SBX_COMMON,
-    { SYS_read, A_ANY }, { SYS_readv, A_ANY }, { SYS_writev, A_ANY },
-    { SYS_poll, A_ANY }, { SYS_ppoll, A_ANY },
-    /* VQ_PAIRS_SET on the control queue (sbx_net_ioctls) */
-    { SYS_ioctl, A_IOCTL },
-};
-
-static const struct sbx_rule sbx_prefault_rules[] = {
-    SBX_COMMON,
-    { SYS_madvise, A_MADV_POPULATE },
-};
-
-/* Its own work only; the union of its children's lists is added. */
-static const struct sbx_rule sbx_spawner_rules[] = {
-    SBX_COMMON,
-    { SYS_clone, A_ANY }, { SYS_clone3, A_ANY },
-    /* what a new thread does before its own filter is in */
-    { SYS_set_robust_list, A_ANY }, { SYS_rseq, A_ANY }, { SYS_prctl, A_ANY },
-    { SYS_seccomp, A_ANY },
-};
-
-/* Both main and the vCPUs run device code (a reset from the guest on a
- * vCPU, a reboot on main): KVM VM-fd requests, TAP and vhost requests. */
-#define SBX_DEVICE_IOCTLS                                                         \
-    KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_SET_GSI_ROUTING, KVM_IRQFD,            \
-    KVM_IOEVENTFD, KVM_SIGNAL_MSI,                                                \
-    TUNSETOFFLOAD, TUNSETQUEUE, TUNSETCARRIER,                                    \
-    VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM,                 \
-    VHOST_SET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,             \
-    VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND
-
-static const unsigned long sbx_main_ioctls[] = {
-    SBX_DEVICE_IOCTLS,
-    KVM_GET_IRQCHIP, KVM_SET_IRQCHIP, KVM_GET_PIT2, KVM_SET_PIT2,
-    /* status and mce-inject read a vCPU's state */
-    KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_VCPU_EVENTS, KVM_GET_MSRS,
-    TCGETS, TCSETS, TCSETSW, TCSETSF,
-};
-
-static const unsigned long sbx_vcpu_ioctls[] = {
-    SBX_DEVICE_IOCTLS,
-    KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS,
-    KVM_GET_MSRS, KVM_SET_MSRS, KVM_SET_FPU, KVM_GET_LAPIC, KVM_SET_LAPIC,
-    KVM_SET_MP_STATE, KVM_GET_MP_STATE, KVM_SET_CPUID2, KVM_TRANSLATE,
-    KVM_X86_SET_MCE, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS,
-};
-
-/* VQ_PAIRS_SET: TAP queues attached or detached, and with vhost each
- * pair's backend set or cleared (vhost_apply). */
-static const unsigned long sbx_net_ioctls[] = {
-    TUNSETQUEUE, VHOST_NET_SET_BACKEND,
-};
-
-struct sbx_list {
-    const struct sbx_rule *rules;
-    unsigned nrules;
-    const unsigned long *ioctls;
-    unsigned nioctls;
-};
-
-#define SBX_N(a) (unsigned)(sizeof(a) / sizeof((a)[0]))
-#define SBX_LIST(r, i) { r, SBX_N(r), i, i ? SBX_N(i) : 0 }
-
-static const struct sbx_list sbx_lists[SBX_NKINDS] = {
-    [SBX_MAIN] = { sbx_main_rules, SBX_N(sbx_main_rules), sbx_main_ioctls,
-                   SBX_N(sbx_main_ioctls) },
-    [SBX_VCPU] = { sbx_vcpu_rules, SBX_N(sbx_vcpu_rules), sbx_vcpu_ioctls,
-                   SBX_N(sbx_vcpu_ioctls) },
-    [SBX_BLK] = { sbx_blk_rules, SBX_N(sbx_blk_rules), NULL, 0 },
-    [SBX_NET] = { sbx_net_rules, SBX_N(sbx_net_rules), sbx_net_ioctls,
-                  SBX_N(sbx_net_ioctls) },
-    [SBX_PREFAULT] = { sbx_prefault_rules, SBX_N(sbx_prefault_rules), NULL, 0 },
-    [SBX_SPAWNER] = { sbx_spawner_rules, SBX_N(sbx_spawner_rules), NULL, 0 },
-};
-
-/* The kinds whose threads the spawner creates: its filter is the union. */
-static const enum sandbox_kind sbx_spawned[] = { SBX_BLK, SBX_NET, SBX_PREFAULT };
-
-static const char *const sbx_kind_names[SBX_NKINDS] = {
-    "main", "vcpu", "blk", "net", "prefault", "spawner",
-};
-
-const char *sandbox_kind_name(enum sandbox_kind kind)
-{
-    return (unsigned)kind < SBX_NKINDS ? sbx_kind_names[kind] : NULL;
-}
-
-int sandbox_kind_parse(const char *s)
-{
-    for (int k = 0; k < SBX_NKINDS; k++)
-        if (!strcmp(s, sbx_kind_names[k]))
-            return k;
-    return -EINVAL;
-}
-
-static bool sbx_list_has(const struct sbx_list *l, long nr)
-{
-    for (unsigned i = 0; i < l->nrules; i++)
-        if (l->rules[i].nr == nr)
-            return true;
-    return false;
-}
-
-int sandbox_list_allows(enum sandbox_kind kind, long nr)
-{
-    if ((unsigned)kind >= SBX_NKINDS)
-        return 0;
-    if (sbx_list_has(&sbx_lists[kind], nr))
-        return 1;
-    if (kind == SBX_SPAWNER)
-        for (unsigned i = 0; i < SBX_N(sbx_spawned); i++)
-            if (sbx_list_has(&sbx_lists[sbx_spawned[i]], nr))
-                return 1;
-    return 0;
-}
-
-unsigned sandbox_list_size(enum sandbox_kind kind)
-{
-    unsigned n = 0;
-
-    for (long nr = 0; nr < 512; nr++)
-        n += (unsigned)sandbox_list_allows(kind, nr);
-    return n;
-}
-
-/* ---- building the filters -------------------------------------------------- */
-
-static int sbx_add_rule(scmp_filter_ctx ctx, const struct sbx_list *l,
-                        const struct sbx_rule *r)
-{
-    int rc = 0;
-
-    switch (r->arg) {
-    case A_ANY:
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 0);
-        break;
-    case A_NOEXEC:
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
-        break;
-    case A_IOCTL:
-        /* The kernel takes the request as an unsigned int: compare the low
-         * 32 bits only, as it does. */
-        for (unsigned i = 0; i < l->nioctls && !rc; i++)
-            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-                                  SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL,
-                                          (scmp_datum_t)(uint32_t)l->ioctls[i]));
-        break;
-    case A_MADV_FREE:
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-                              SCMP_A2(SCMP_CMP_EQ, MADV_DONTNEED));
-        break;
-    case A_MADV_POPULATE:
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-                              SCMP_A2(SCMP_CMP_EQ, MADV_POPULATE_WRITE));
-        break;
-    case A_OPEN_RDONLY:
-        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, r->nr, 1,
-                              SCMP_A2(SCMP_CMP_MASKED_EQ, O_ACCMODE | O_CREAT | O_TRUNC,
-                                      O_RDONLY));
-        break;
-    }
-    /* An unconditional rule next to a conditional one for the same call
-     * (the spawner's union) is redundant, not wrong. */
-    return rc == -EEXIST ? 0 : rc;
-}
-
-static int sbx_add_list(scmp_filter_ctx ctx, const struct sbx_list *l)
-{
-    for (unsigned i = 0; i < l->nrules; i++) {
-        int rc = sbx_add_rule(ctx, l, &l->rules[i]);
-
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* Build kind's filter and export it to memfd `fd`, whose write offset is
- * *off: libseccomp 2.5 exports to a file descriptor only, and one memfd
- * serves all of sandbox_init's builds (a memfd and its fstat per kind were
- * a third of the system calls of the sandbox's start-up).  The program is
- * read back with one pread, whose length is the program's. */
-static int sbx_build_fd(enum sandbox_kind kind, enum sandbox_mode mode, int fd, off_t *off,
-                        struct sock_filter **insns, unsigned short *ninsns)
-{
-    /* One instruction more than the kernel takes, to notice a longer one. */
-    const size_t max = (BPF_MAXINSNS + 1) * sizeof(struct sock_filter);
-    scmp_filter_ctx ctx;
-    struct sock_filter *buf = NULL, *fit;
-    ssize_t n;
-    int rc;
-
-    if ((unsigned)kind >= SBX_NKINDS || mode == SANDBOX_OFF)
-        return -EINVAL;
-    ctx = seccomp_init(mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
-    if (!ctx)
-        return -ENOMEM;
-    /* sandbox_enter sets no_new_privs itself; the program is loaded with
-     * one seccomp(2) call, no libseccomp on the thread's side. */
-    rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
-    if (!rc)
-        rc = sbx_add_list(ctx, &sbx_lists[kind]);
-    for (unsigned i = 0; !rc && kind == SBX_SPAWNER && i < SBX_N(sbx_spawned); i++)
-        rc = sbx_add_list(ctx, &sbx_lists[sbx_spawned[i]]);
-    if (rc)
-        goto out;
-    if ((rc = seccomp_export_bpf(ctx, fd)))
-        goto out;
-    buf = malloc(max);
-    if (!buf) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    n = pread(fd, buf, max, *off);
-    if (n < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (n == 0 || (size_t)n % sizeof(struct sock_filter) || (size_t)n == max) {
-        rc = -E2BIG;
-        goto out;
-    }
-    *off += n;
-    /* Keep only the program's bytes (the buffer has room for the largest). */
-    fit = realloc(buf, (size_t)n);
-    *insns = fit ? fit : buf;
-    *ninsns = (unsigned short)((size_t)n / sizeof(struct sock_filter));
-    buf = NULL;
-out:
-    free(buf);
-    seccomp_release(ctx);
-    return rc;
-}
-
-int sandbox_build(enum sandbox_kind kind, enum sandbox_mode mode,
-                  struct sock_filter **insns, unsigned short *ninsns)
-{
-    off_t off = 0;
-    int fd, rc;
-
-    if ((unsigned)kind >= SBX_NKINDS || mode == SANDBOX_OFF)
-        return -EINVAL;
-    fd = memfd_create("dvmm-seccomp", MFD_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    rc = sbx_build_fd(kind, mode, fd, &off, insns, ninsns);
-    close(fd);
-    return rc;
-}
 
 /* ---- process state --------------------------------------------------------- */
 
@@ -575,7 +241,7 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
         syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &sbx.prog[kind]) < 0) {
         int e = errno;
 
-        log_err("sandbox: %s: loading the %s filter: %s", sbx_name, sbx_kind_names[kind],
+        log_err("sandbox: %s: loading the %s filter: %s", sbx_name, sandbox_kind_name(kind),
                 strerror(e));
         return -e;
     }
@@ -585,7 +251,7 @@ int sandbox_enter(enum sandbox_kind kind, const char *name)
         struct utsname u;
 
         log_warn("sandbox: DVMM_SANDBOX_SELFTEST=%s: %s calls uname(2), which no "
-                 "list allows", sbx_kind_names[kind], sbx_name);
+                 "list allows", sandbox_kind_name(kind), sbx_name);
         syscall(SYS_uname, &u);
     }
     return 0;
@@ -629,8 +295,7 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
 {
     const char *st = getenv("DVMM_SANDBOX_SELFTEST");
     struct sigaction sa = { .sa_sigaction = sbx_sigsys, .sa_flags = SA_SIGINFO };
-    off_t off = 0;
-    int fd, rc;
+    int rc;
 
     /* Always, sandbox or not: no thread of dvmm ever gains privileges
      * through exec (it never execs; this makes sure). */
@@ -649,24 +314,19 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
             return log_fail(err, errlen, -EINVAL, "DVMM_SANDBOX_SELFTEST = '%.32s': use "
                             "main, vcpu, blk, net or prefault", st);
     }
-    fd = memfd_create("dvmm-seccomp", MFD_CLOEXEC);
-    if (fd < 0)
-        return log_fail(err, errlen, -errno, "sandbox: memfd for the filters: %s",
-                        strerror(errno));
+    /* Compiled at build time (sandbox_bpf.c): nothing to build here.  The
+     * kernel only reads a program, which may stay in .rodata. */
     for (int k = 0; k < SBX_NKINDS; k++) {
-        struct sock_filter *insns;
+        const struct sock_filter *insns;
         unsigned short n;
 
-        rc = sbx_build_fd((enum sandbox_kind)k, mode, fd, &off, &insns, &n);
-        if (rc) {
-            close(fd);
-            return log_fail(err, errlen, rc, "sandbox: building the %s filter: %s",
-                            sbx_kind_names[k], strerror(-rc));
-        }
-        sbx.prog[k].filter = insns;
+        rc = sandbox_prebuilt((enum sandbox_kind)k, mode, &insns, &n);
+        if (rc)
+            return log_fail(err, errlen, rc, "sandbox: no %s filter for mode %d",
+                            sandbox_kind_name((enum sandbox_kind)k), (int)mode);
+        sbx.prog[k].filter = (struct sock_filter *)insns;
         sbx.prog[k].len = n;
     }
-    close(fd);
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSYS, &sa, NULL) < 0)
         return log_fail(err, errlen, -errno, "sandbox: SIGSYS handler: %s", strerror(errno));

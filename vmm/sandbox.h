@@ -1,4 +1,5 @@
-/* The sandbox: one seccomp allow-list per thread kind, built with libseccomp.
+/* The sandbox: one seccomp allow-list per thread kind, compiled to BPF with
+ * libseccomp at build time (tools/sandbox_gen.c), not at every start.
  *
  * Each thread installs its own filter, after its set-up and before it does
  * the work that untrusted input reaches: a vCPU before its first KVM_RUN,
@@ -44,8 +45,9 @@ enum sandbox_kind {
     SBX_NKINDS
 };
 
-/* Once, on the main thread, before any other thread exists: build every
- * kind's filter (BPF, ready to load with one system call), install the
+/* Once, on the main thread, before any other thread exists: pick every
+ * kind's filter for `mode` (BPF compiled at build time, ready to load
+ * with one system call; no libseccomp at run time), install the
  * SIGSYS handler and read the test hook; main's sandbox_enter starts the
  * spawner.  no_new_privs is set even for SANDBOX_OFF.  0 or -errno with one line in err. */
 int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen);
@@ -84,11 +86,19 @@ unsigned sandbox_list_size(enum sandbox_kind kind);
 int sandbox_list_allows(enum sandbox_kind kind, long nr);
 
 /* Build kind's filter with default action `mode` (LOG or ENFORCE) into a
- * malloc'd BPF program: *insns, *ninsns.  0 or -errno.  Exposed for the
- * unit tests, which run the programs through the kernel in a child. */
+ * malloc'd BPF program with libseccomp: *insns, *ninsns.  0 or -errno.
+ * For the build-time generator and the unit tests (which run the programs
+ * through the kernel in a child); dvmm itself does not call it, and its
+ * link pulls in no libseccomp (sandbox_build.c). */
 struct sock_filter;
 int sandbox_build(enum sandbox_kind kind, enum sandbox_mode mode,
                   struct sock_filter **insns, unsigned short *ninsns);
+
+/* kind's filter for `mode` (LOG or ENFORCE) as compiled at build time
+ * (sandbox_bpf.c): what sandbox_build made then, in read-only memory.
+ * 0 or -EINVAL. */
+int sandbox_prebuilt(enum sandbox_kind kind, enum sandbox_mode mode,
+                     const struct sock_filter **insns, unsigned short *ninsns);
 
 /* Format the SIGSYS report into buf (async-signal-safe: no allocation, no
  * locale): "dvmm: sandbox: NAME made forbidden system call CALL (NR);

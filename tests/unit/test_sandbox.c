@@ -1,7 +1,8 @@
 /* Sandbox: [sandbox] config parsing, the system call name table (against
- * libseccomp's), the SIGSYS line, and every kind's filter run through the
- * kernel in a child process: allowed calls pass, a forbidden call, an
- * ioctl request outside the list and an executable mapping raise SIGSYS. */
+ * libseccomp's), the SIGSYS line, every kind's filter run through the
+ * kernel in a child process (allowed calls pass, a forbidden call, an
+ * ioctl request outside the list and an executable mapping raise SIGSYS),
+ * and the programs compiled in at build time against sandbox_build's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -414,6 +415,55 @@ static void test_log_mode_builds(void **state)
     assert_int_equal(sandbox_build(SBX_NKINDS, SANDBOX_LOG, NULL, NULL), -EINVAL);
 }
 
+/* dvmm loads the programs compiled at build time (sandbox_bpf.c): they must
+ * be, byte for byte, what sandbox_build makes from the lists now, so that
+ * a stale generated header (or a libseccomp that compiles differently)
+ * fails here rather than loading other filters than the lists say. */
+static void test_prebuilt_matches_build(void **state)
+{
+    static const enum sandbox_mode modes[] = { SANDBOX_LOG, SANDBOX_ENFORCE };
+    const struct sock_filter *pre;
+    unsigned short npre;
+
+    (void)state;
+    for (int k = 0; k < SBX_NKINDS; k++) {
+        for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+            const char *kind = sandbox_kind_name((enum sandbox_kind)k);
+            const char *mode = modes[m] == SANDBOX_LOG ? "log" : "enforce";
+            struct sock_filter *insns = NULL;
+            unsigned short n = 0;
+
+            assert_int_equal(sandbox_build((enum sandbox_kind)k, modes[m], &insns, &n), 0);
+            assert_int_equal(sandbox_prebuilt((enum sandbox_kind)k, modes[m], &pre, &npre),
+                             0);
+            if (npre != n || memcmp(pre, insns, n * sizeof(*insns)))
+                fail_msg("%s filter, %s: the compiled-in program (%u instructions) is "
+                         "not what sandbox_build makes now (%u): stale sandbox_bpf.h?",
+                         kind, mode, npre, n);
+            free(insns);
+        }
+    }
+    /* The two modes differ in the default action only. */
+    assert_int_equal(sandbox_prebuilt(SBX_VCPU, SANDBOX_LOG, &pre, &npre), 0);
+    {
+        const struct sock_filter *enf;
+        unsigned short nenf, differ = 0;
+
+        assert_int_equal(sandbox_prebuilt(SBX_VCPU, SANDBOX_ENFORCE, &enf, &nenf), 0);
+        assert_int_equal(nenf, npre);
+        for (unsigned i = 0; i < npre; i++)
+            if (memcmp(&pre[i], &enf[i], sizeof(pre[i]))) {
+                assert_int_equal(pre[i].code, BPF_RET | BPF_K);
+                assert_int_equal(pre[i].k, SECCOMP_RET_LOG);
+                assert_int_equal(enf[i].k, SECCOMP_RET_TRAP);
+                differ++;
+            }
+        assert_true(differ > 0);
+    }
+    assert_int_equal(sandbox_prebuilt(SBX_VCPU, SANDBOX_OFF, &pre, &npre), -EINVAL);
+    assert_int_equal(sandbox_prebuilt(SBX_NKINDS, SANDBOX_LOG, &pre, &npre), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_filters_in_kernel),
         cmocka_unit_test(test_spawned_worker),
         cmocka_unit_test(test_log_mode_builds),
+        cmocka_unit_test(test_prebuilt_matches_build),
     };
 
     cmocka_set_message_output(CM_OUTPUT_TAP);
