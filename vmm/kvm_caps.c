@@ -3,11 +3,11 @@
 
 #include <errno.h>
 #include <linux/kvm.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 
+#include "vmm/log.h"
 #include "vmm/mce.h"
 
 /* Required rows first; kvm_vm_create names the first one missing. */
@@ -98,17 +98,13 @@ void kvm_caps_parse(const char *text, struct kvm_cap_set *set)
 
 int kvm_caps_check(const struct kvm_cap_set *set, char *err, size_t errlen)
 {
-    if (set->api_version != KVM_API_VERSION) {
-        snprintf(err, errlen, "/dev/kvm: API version %ld, dvmm needs %d",
-                 set->api_version, KVM_API_VERSION);
-        return -EINVAL;
-    }
-    for (unsigned i = 0; i < KC_COUNT; i++) {
-        if (kvm_caps[i].required && set->val[i] <= 0) {
-            snprintf(err, errlen, "/dev/kvm: missing capability %s", kvm_caps[i].name);
-            return -ENOTSUP;
-        }
-    }
+    if (set->api_version != KVM_API_VERSION)
+        return log_fail(err, errlen, -EINVAL, "/dev/kvm: API version %ld, dvmm needs %d",
+                        set->api_version, KVM_API_VERSION);
+    for (unsigned i = 0; i < KC_COUNT; i++)
+        if (kvm_caps[i].required && set->val[i] <= 0)
+            return log_fail(err, errlen, -ENOTSUP, "/dev/kvm: missing capability %s",
+                            kvm_caps[i].name);
     return 0;
 }
 
