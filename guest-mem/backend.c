@@ -71,16 +71,14 @@ static int check_hugetlb_free(const struct gm_host *h, uint64_t ram_size,
              (uint64_t)(page / GM_KiB));
     if (gm_host_read_u64(h, file, &resv) || resv > free_pages)
         resv = 0;
-    if (need > free_pages - resv) {
-        snprintf(err, errlen,
-                 "memory.backend=hugetlbfs: vm.memory=%s needs %" PRIu64
-                 " pages of %s but only %" PRIu64 " are free (free_hugepages %"
-                 PRIu64 " - resv_hugepages %" PRIu64 ")",
-                 gm_fmt_size(ram_size, sz, sizeof(sz)), need,
-                 gm_fmt_size(page, (char[32]){0}, 32), free_pages - resv,
-                 free_pages, resv);
-        return -ENOMEM;
-    }
+    if (need > free_pages - resv)
+        return log_fail(err, errlen, -ENOMEM,
+                        "memory.backend=hugetlbfs: vm.memory=%s needs %" PRIu64
+                        " pages of %s but only %" PRIu64 " are free (free_hugepages %"
+                        PRIu64 " - resv_hugepages %" PRIu64 ")",
+                        gm_fmt_size(ram_size, sz, sizeof(sz)), need,
+                        gm_fmt_size(page, (char[32]){0}, 32), free_pages - resv,
+                        free_pages, resv);
     return 0;
 }
 
@@ -116,15 +114,13 @@ static int check_dmem_free(const struct gm_host *h, uint64_t ram_size,
         log_warn("memory.backend=dmemfs: dpage_shift %" PRIu64
                  " disagrees with statfs f_bsize %" PRIu64, shift, page);
     need = ram_size >> shift;
-    if (need > free_dpages) {
-        snprintf(err, errlen,
-                 "memory.backend=dmemfs: vm.memory=%s needs %" PRIu64
-                 " dpages of %s but only %" PRIu64 " are free "
-                 "(/sys/kernel/debug/dmem/free_dpages)",
-                 gm_fmt_size(ram_size, sz, sizeof(sz)), need,
-                 gm_fmt_size(1ULL << shift, (char[32]){0}, 32), free_dpages);
-        return -ENOMEM;
-    }
+    if (need > free_dpages)
+        return log_fail(err, errlen, -ENOMEM,
+                        "memory.backend=dmemfs: vm.memory=%s needs %" PRIu64
+                        " dpages of %s but only %" PRIu64 " are free "
+                        "(/sys/kernel/debug/dmem/free_dpages)",
+                        gm_fmt_size(ram_size, sz, sizeof(sz)), need,
+                        gm_fmt_size(1ULL << shift, (char[32]){0}, 32), free_dpages);
     return 0;
 }
 
@@ -143,11 +139,10 @@ int gm_backend_check(const struct gm_host *h, const struct gm_config *cfg,
 
         snprintf(node, sizeof(node), "/sys/devices/system/node/node%d",
                  cfg->host_node);
-        if (gm_host_path(h, node, path, sizeof(path)) || access(path, F_OK)) {
-            snprintf(err, errlen, "memory.host_node=%d: no such host NUMA node (%s)",
-                     cfg->host_node, node);
-            return -EINVAL;
-        }
+        if (gm_host_path(h, node, path, sizeof(path)) || access(path, F_OK))
+            return log_fail(err, errlen, -EINVAL,
+                            "memory.host_node=%d: no such host NUMA node (%s)",
+                            cfg->host_node, node);
     }
     if (cfg->backend == GM_ANON || cfg->backend == GM_MEMFD) {
         *page_size = GM_PAGE_SIZE;
@@ -155,48 +150,38 @@ int gm_backend_check(const struct gm_host *h, const struct gm_config *cfg,
     }
 
     magic = cfg->backend == GM_HUGETLBFS ? HUGETLBFS_MAGIC : GM_DMEMFS_MAGIC;
-    if (!cfg->path[0]) {
-        snprintf(err, errlen, "memory.path is required for memory.backend=%s", name);
-        return -EINVAL;
-    }
+    if (!cfg->path[0])
+        return log_fail(err, errlen, -EINVAL,
+                        "memory.path is required for memory.backend=%s", name);
     ret = backend_statfs(h, cfg->path, &st, parent, sizeof(parent));
-    if (ret == -ENOENT && parent[0]) {
-        snprintf(err, errlen, "memory.path=%s does not exist, nor does its directory %s",
-                 cfg->path, parent);
-        return ret;
-    }
-    if (ret) {
-        snprintf(err, errlen, "memory.path=%s: statfs: %s", cfg->path, strerror(-ret));
-        return ret;
-    }
+    if (ret == -ENOENT && parent[0])
+        return log_fail(err, errlen, ret,
+                        "memory.path=%s does not exist, nor does its directory %s",
+                        cfg->path, parent);
+    if (ret)
+        return log_fail(err, errlen, ret,
+                        "memory.path=%s: statfs: %s", cfg->path, strerror(-ret));
     if ((uint64_t)(uint32_t)st.f_type != magic && parent[0]) {
         /* A missing file is only fine inside a mount of the right kind. */
-        snprintf(err, errlen,
-                 "memory.path=%s does not exist, and its directory %s is not on %s "
-                 "(f_type 0x%" PRIx64 ", want 0x%" PRIx64 ") for memory.backend=%s",
-                 cfg->path, parent, name, (uint64_t)(uint32_t)st.f_type, magic, name);
-        return -ENOENT;
+        return log_fail(err, errlen, -ENOENT,
+                        "memory.path=%s does not exist, and its directory %s is not on %s "
+                        "(f_type 0x%" PRIx64 ", want 0x%" PRIx64 ") for memory.backend=%s",
+                        cfg->path, parent, name, (uint64_t)(uint32_t)st.f_type, magic, name);
     }
-    if ((uint64_t)(uint32_t)st.f_type != magic) {
-        snprintf(err, errlen,
-                 "memory.path=%s is not on %s (f_type 0x%" PRIx64 ", want 0x%" PRIx64
-                 ") for memory.backend=%s", cfg->path, name,
-                 (uint64_t)(uint32_t)st.f_type, magic, name);
-        return -EINVAL;
-    }
+    if ((uint64_t)(uint32_t)st.f_type != magic)
+        return log_fail(err, errlen, -EINVAL,
+                        "memory.path=%s is not on %s (f_type 0x%" PRIx64 ", want 0x%" PRIx64
+                        ") for memory.backend=%s", cfg->path, name,
+                        (uint64_t)(uint32_t)st.f_type, magic, name);
     page = (uint64_t)st.f_bsize;
-    if (page < GM_PAGE_SIZE || (page & (page - 1)) || page > GM_GiB) {
-        snprintf(err, errlen, "memory.path=%s: unsupported page size %" PRIu64
-                 " (statfs f_bsize)", cfg->path, page);
-        return -EINVAL;
-    }
-    if (ram_size == 0 || ram_size % page) {
-        snprintf(err, errlen,
-                 "vm.memory=%s is not a multiple of the %s page size %s of memory.path=%s",
-                 gm_fmt_size(ram_size, sz, sizeof(sz)), name,
-                 gm_fmt_size(page, (char[32]){0}, 32), cfg->path);
-        return -EINVAL;
-    }
+    if (page < GM_PAGE_SIZE || (page & (page - 1)) || page > GM_GiB)
+        return log_fail(err, errlen, -EINVAL, "memory.path=%s: unsupported page size %" PRIu64
+                        " (statfs f_bsize)", cfg->path, page);
+    if (ram_size == 0 || ram_size % page)
+        return log_fail(err, errlen, -EINVAL,
+                        "vm.memory=%s is not a multiple of the %s page size %s of memory.path=%s",
+                        gm_fmt_size(ram_size, sz, sizeof(sz)), name,
+                        gm_fmt_size(page, (char[32]){0}, 32), cfg->path);
     if (cfg->backend == GM_DMEMFS)
         check_dmem_thp(h, page);
     ret = cfg->backend == GM_HUGETLBFS

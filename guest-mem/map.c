@@ -20,6 +20,7 @@
 
 #include "vmm/log.h"
 
+/* log_fail with ": strerror(-ret)" after the message. */
 static int map_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -31,8 +32,7 @@ static int map_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    snprintf(err, errlen, "%s: %s", msg, strerror(-ret));
-    return ret;
+    return log_fail(err, errlen, ret, "%s: %s", msg, strerror(-ret));
 }
 
 /* An unnamed file in a mount-point directory, or the named file itself. */
@@ -182,7 +182,7 @@ int gm_open_host(struct guest_mem *gm, const struct gm_config *cfg,
 
     ret = gm_layout_compute(ram_size, &gm->layout);
     if (ret) {
-        snprintf(err, errlen, "vm.memory=%" PRIu64 ": %s", ram_size,
+        log_fail(err, errlen, ret, "vm.memory=%" PRIu64 ": %s", ram_size,
                  ret == -ERANGE ? "larger than dvmm supports (64T)" : "must be > 0");
         goto fail;
     }
