@@ -649,45 +649,40 @@ int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
     snprintf(b->name, sizeof(b->name), "virtio-blk.%u", n);
     b->nq = disk->queues ? disk->queues : 1;
     uint16_t qsize = disk->queue_size ? disk->queue_size : VQ_MAX_SIZE;
-    if (b->nq > VP_MAX_QUEUES) {
-        snprintf(err, errlen, "disk.%u.queues: %u is more than %u", n, b->nq,
-                 VP_MAX_QUEUES);
-        return -EINVAL;
-    }
+    if (b->nq > VP_MAX_QUEUES)
+        return log_fail(err, errlen, -EINVAL, "disk.%u.queues: %u is more than %u", n, b->nq,
+                        VP_MAX_QUEUES);
 
     int flags = (disk->readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     b->fd_buffered = open(disk->path, flags);
     if (b->fd_buffered < 0) {
         r = -errno;
-        snprintf(err, errlen, "disk.%u.path: cannot open %s: %s", n,
-                 disk->path, strerror(errno));
-        return r;
+        return log_fail(err, errlen, r, "disk.%u.path: cannot open %s: %s", n,
+                        disk->path, strerror(-r));
     }
     if (fstat(b->fd_buffered, &st) < 0) {
         r = -errno;
-        snprintf(err, errlen, "disk.%u.path: stat %s: %s", n, disk->path,
-                 strerror(errno));
+        log_fail(err, errlen, r, "disk.%u.path: stat %s: %s", n, disk->path, strerror(-r));
         goto fail;
     }
     if (S_ISBLK(st.st_mode)) {
         if (ioctl(b->fd_buffered, BLKGETSIZE64, &size) < 0) {
             r = -errno;
-            snprintf(err, errlen, "disk.%u.path: BLKGETSIZE64 on %s: %s", n,
-                     disk->path, strerror(errno));
+            log_fail(err, errlen, r, "disk.%u.path: BLKGETSIZE64 on %s: %s", n,
+                     disk->path, strerror(-r));
             goto fail;
         }
     } else if (S_ISREG(st.st_mode)) {
         size = st.st_size;
     } else {
-        r = -EINVAL;
-        snprintf(err, errlen, "disk.%u.path: %s is not a regular file or block device",
-                 n, disk->path);
+        r = log_fail(err, errlen, -EINVAL,
+                     "disk.%u.path: %s is not a regular file or block device", n, disk->path);
         goto fail;
     }
     if (size % BLK_SECTOR) {
-        r = -EINVAL;
-        snprintf(err, errlen, "disk.%u.path: size %llu of %s is not a multiple of 512",
-                 n, (unsigned long long)size, disk->path);
+        r = log_fail(err, errlen, -EINVAL,
+                     "disk.%u.path: size %llu of %s is not a multiple of 512",
+                     n, (unsigned long long)size, disk->path);
         goto fail;
     }
 
@@ -711,9 +706,8 @@ int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
     b->use_uring = disk->engine != BLK_ENGINE_THREADS;
     if (b->use_uring && !blk_uring_available()) {
         if (disk->engine == BLK_ENGINE_IO_URING) {
-            r = -ENOSYS;
-            snprintf(err, errlen, "disk.%u.engine: io_uring is not available on this host",
-                     n);
+            r = log_fail(err, errlen, -ENOSYS,
+                         "disk.%u.engine: io_uring is not available on this host", n);
             goto fail;
         }
         log_info("%s: io_uring not available, using the threads engine",
@@ -762,8 +756,7 @@ int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
         q->free = calloc(qsize, sizeof(*q->free));
         if (q->stop_fd < 0 || !q->reqs || !q->free) {
             r = q->stop_fd < 0 ? -errno : -ENOMEM;
-            snprintf(err, errlen, "disk.%u: queue %u setup: %s", n, i,
-                     strerror(-r));
+            log_fail(err, errlen, r, "disk.%u: queue %u setup: %s", n, i, strerror(-r));
             goto fail_queues;
         }
     }
@@ -776,8 +769,7 @@ int blk_init(struct blk *b, const struct blk_config *disk, struct pci *pci,
     };
     r = vp_init(&b->vp, &p, pci, vmif, gm);
     if (r < 0) {
-        snprintf(err, errlen, "disk.%u: cannot add the PCI device: %s", n,
-                 strerror(-r));
+        log_fail(err, errlen, r, "disk.%u: cannot add the PCI device: %s", n, strerror(-r));
         goto fail_queues;
     }
     log_info("%s: %s, %llu sectors%s, %u queue(s) of %u, %s%s, engine %s, slot %02x.0",

@@ -1044,11 +1044,9 @@ int net_init(struct net *n, const struct cfg_net *cfg, const int *fds, struct pc
     uint16_t qsize = cfg->queue_size ? (uint16_t)cfg->queue_size : VQ_MAX_SIZE;
     if (!n->cfg.mtu)
         n->cfg.mtu = NET_DEFAULT_MTU;
-    if (n->npairs > CFG_NET_MAX_PAIRS) {
-        snprintf(err, errlen, "net.%u.queues: %u is more than %u", idx, n->npairs,
-                 CFG_NET_MAX_PAIRS);
-        return -EINVAL;
-    }
+    if (n->npairs > CFG_NET_MAX_PAIRS)
+        return log_fail(err, errlen, -EINVAL, "net.%u.queues: %u is more than %u", idx,
+                        n->npairs, CFG_NET_MAX_PAIRS);
 
     snprintf(what, sizeof(what), "net.%u.tap", idx);
     if (fds)
@@ -1069,10 +1067,9 @@ int net_init(struct net *n, const struct cfg_net *cfg, const int *fds, struct pc
         r = vhost_net_open(&n->vhost, n, verr, sizeof(verr));
         if (r < 0) {
             if (cfg->vhost == CFG_VHOST_YES) {
-                snprintf(err, errlen, "net.%u.vhost = yes: %s (or set vhost = auto or no)",
-                         idx, verr);
                 tap_close(&n->tap);
-                return r;
+                return log_fail(err, errlen, r,
+                                "net.%u.vhost = yes: %s (or set vhost = auto or no)", idx, verr);
             }
             log_info("%s: vhost = auto: %s; using the user-space datapath", n->name, verr);
         } else {
@@ -1097,7 +1094,7 @@ int net_init(struct net *n, const struct cfg_net *cfg, const int *fds, struct pc
         if (p->stop_fd < 0 || p->wake_fd < 0 || !p->rx_iov || !p->overflow || !p->elem ||
             !p->txf) {
             r = p->stop_fd < 0 || p->wake_fd < 0 ? -errno : -ENOMEM;
-            snprintf(err, errlen, "net.%u: pair %u setup: %s", idx, i, strerror(-r));
+            log_fail(err, errlen, r, "net.%u: pair %u setup: %s", idx, i, strerror(-r));
             goto fail;
         }
     }
@@ -1111,7 +1108,7 @@ int net_init(struct net *n, const struct cfg_net *cfg, const int *fds, struct pc
     };
     r = vp_init(&n->vp, &vpp, pci, vmif, gm);
     if (r < 0) {
-        snprintf(err, errlen, "net.%u: cannot add the PCI device: %s", idx, strerror(-r));
+        log_fail(err, errlen, r, "net.%u: cannot add the PCI device: %s", idx, strerror(-r));
         goto fail;
     }
     log_info("%s: TAP %s (%s%s), mac %02x:%02x:%02x:%02x:%02x:%02x, %u queue pair%s of %u, "

@@ -60,10 +60,9 @@ int tap_open(struct tap *t, const char *name, unsigned nq, unsigned mtu,
     memset(t, 0, sizeof(*t));
     for (unsigned i = 0; i < TAP_MAX_QUEUES; i++)
         t->fd[i] = -1;
-    if (!nq || nq > TAP_MAX_QUEUES) {
-        snprintf(err, errlen, "%s: %u queues (use 1..%u)", what, nq, TAP_MAX_QUEUES);
-        return -EINVAL;
-    }
+    if (!nq || nq > TAP_MAX_QUEUES)
+        return log_fail(err, errlen, -EINVAL, "%s: %u queues (use 1..%u)", what, nq,
+                        TAP_MAX_QUEUES);
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->is_tap = true;
     existed = if_nametoindex(name) != 0;
@@ -72,8 +71,8 @@ int tap_open(struct tap *t, const char *name, unsigned nq, unsigned mtu,
         int fd = open(TAP_DEV, O_RDWR | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0) {
             r = -errno;
-            snprintf(err, errlen, "%s = '%s': cannot open %s: %s%s", what, name, TAP_DEV,
-                     strerror(errno), errno == ENOENT ? " (modprobe tun)" : "");
+            log_fail(err, errlen, r, "%s = '%s': cannot open %s: %s%s", what, name, TAP_DEV,
+                     strerror(-r), r == -ENOENT ? " (modprobe tun)" : "");
             goto fail;
         }
         t->fd[i] = fd;
@@ -87,26 +86,26 @@ int tap_open(struct tap *t, const char *name, unsigned nq, unsigned mtu,
         }
         if (r < 0) {
             if (r == -EINVAL && existed)
-                snprintf(err, errlen, "%s = '%s': the interface exists but is not a "
+                log_fail(err, errlen, r, "%s = '%s': the interface exists but is not a "
                          "TAP that takes %u queue%s with vnet headers (create it with "
                          "`ip tuntap add dev %s mode tap%s`)", what, name, nq,
                          nq == 1 ? "" : "s", name, nq > 1 ? " multi_queue" : "");
             else if (r == -EPERM)
-                snprintf(err, errlen, "%s = '%s': %s (needs CAP_NET_ADMIN, or a TAP "
+                log_fail(err, errlen, r, "%s = '%s': %s (needs CAP_NET_ADMIN, or a TAP "
                          "made for this user: ip tuntap add dev %s mode tap "
                          "multi_queue user UID)", what, name, strerror(-r), name);
             else if (r == -EBUSY)
-                snprintf(err, errlen, "%s = '%s': busy (another process holds its "
+                log_fail(err, errlen, r, "%s = '%s': busy (another process holds its "
                          "queue%s)", what, name, nq == 1 ? "" : "s");
             else
-                snprintf(err, errlen, "%s = '%s': TUNSETIFF (queue %u): %s", what, name,
+                log_fail(err, errlen, r, "%s = '%s': TUNSETIFF (queue %u): %s", what, name,
                          i, strerror(-r));
             goto fail;
         }
         if (ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0) {
             r = -errno;
-            snprintf(err, errlen, "%s = '%s': TUNSETVNETHDRSZ %d: %s", what, name, hdr,
-                     strerror(errno));
+            log_fail(err, errlen, r, "%s = '%s': TUNSETVNETHDRSZ %d: %s", what, name, hdr,
+                     strerror(-r));
             goto fail;
         }
         t->attached[i] = true;

@@ -42,10 +42,8 @@ int vhost_net_open(struct vhost_net **out, struct net *n, char *err, size_t errl
     int r = 0;
 
     *out = NULL;
-    if (!v) {
-        snprintf(err, errlen, "%s", strerror(ENOMEM));
-        return -ENOMEM;
-    }
+    if (!v)
+        return log_fail(err, errlen, -ENOMEM, "%s", strerror(ENOMEM));
     pthread_mutex_init(&v->lock, NULL);
     v->net = n;
     v->npairs = n->npairs;
@@ -62,15 +60,15 @@ int vhost_net_open(struct vhost_net **out, struct net *n, char *err, size_t errl
         v->fd[i] = open(VHOST_NET_DEV, O_RDWR | O_CLOEXEC);
         if (v->fd[i] < 0) {
             r = -errno;
-            snprintf(err, errlen, "cannot open %s: %s%s", VHOST_NET_DEV, strerror(errno),
-                     errno == ENOENT ? " (modprobe vhost_net)" : "");
+            log_fail(err, errlen, r, "cannot open %s: %s%s", VHOST_NET_DEV, strerror(-r),
+                     r == -ENOENT ? " (modprobe vhost_net)" : "");
             goto fail;
         }
         if (ioctl(v->fd[i], VHOST_SET_OWNER) < 0 ||
             ioctl(v->fd[i], VHOST_GET_FEATURES, &f) < 0) {
             r = -errno;
-            snprintf(err, errlen, "%s: VHOST_SET_OWNER/GET_FEATURES: %s", VHOST_NET_DEV,
-                     strerror(errno));
+            log_fail(err, errlen, r, "%s: VHOST_SET_OWNER/GET_FEATURES: %s", VHOST_NET_DEV,
+                     strerror(-r));
             goto fail;
         }
         v->features = i ? v->features & f : f;
@@ -78,15 +76,15 @@ int vhost_net_open(struct vhost_net **out, struct net *n, char *err, size_t errl
             p->call_fd[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
             if (p->call_fd[k] < 0) {
                 r = -errno;
-                snprintf(err, errlen, "eventfd: %s", strerror(errno));
+                log_fail(err, errlen, r, "eventfd: %s", strerror(-r));
                 goto fail;
             }
         }
     }
     if (!(v->features & F(VIRTIO_F_VERSION_1))) {
-        r = -EOPNOTSUPP;
-        snprintf(err, errlen, "%s lacks VIRTIO_F_VERSION_1 (features 0x%llx; kernel too old)",
-                 VHOST_NET_DEV, (unsigned long long)v->features);
+        r = log_fail(err, errlen, -EOPNOTSUPP,
+                     "%s lacks VIRTIO_F_VERSION_1 (features 0x%llx; kernel too old)",
+                     VHOST_NET_DEV, (unsigned long long)v->features);
         goto fail;
     }
     *out = v;
