@@ -11,6 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "vmm/log.h"
+
 /* Replies are small; this only stops a broken peer from eating memory. */
 #define CTL_CLIENT_REPLY_MAX (16u << 20)
 
@@ -60,7 +62,7 @@ json_object *ctl_client_request(const char *cmd, int nargs, char *const *args,
     int i;
 
     if (!req) {
-        snprintf(err, errlen, "out of memory");
+        log_fail(err, errlen, -ENOMEM, "out of memory");
         return NULL;
     }
     json_object_object_add(req, "cmd", json_object_new_string(cmd));
@@ -77,18 +79,18 @@ json_object *ctl_client_request(const char *cmd, int nargs, char *const *args,
         size_t klen;
 
         if (!eq || eq == args[i]) {
-            snprintf(err, errlen, "argument \"%s\" is not key=value", args[i]);
+            log_fail(err, errlen, -EINVAL, "argument \"%s\" is not key=value", args[i]);
             goto fail;
         }
         klen = (size_t)(eq - args[i]);
         if (klen >= sizeof(key)) {
-            snprintf(err, errlen, "key in \"%.40s...\" is too long", args[i]);
+            log_fail(err, errlen, -EINVAL, "key in \"%.40s...\" is too long", args[i]);
             goto fail;
         }
         memcpy(key, args[i], klen);
         key[klen] = '\0';
         if (!strcmp(key, "cmd") || json_object_object_get_ex(req, key, NULL)) {
-            snprintf(err, errlen, "key \"%s\" given twice", key);
+            log_fail(err, errlen, -EINVAL, "key \"%s\" given twice", key);
             goto fail;
         }
         if (strcmp(key, "gpa") && ctl_client_int(eq + 1, &n))
@@ -177,26 +179,26 @@ json_object *ctl_client_call(const char *path, json_object *req, int *errp,
     int fd, ret;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
-        *errp = -ENAMETOOLONG;
-        snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(ENAMETOOLONG));
+        *errp = log_fail(err, errlen, -ENAMETOOLONG, "cannot connect to %s: %s", path,
+                         strerror(ENAMETOOLONG));
         return NULL;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         *errp = -errno;
-        snprintf(err, errlen, "socket: %s", strerror(errno));
+        log_fail(err, errlen, *errp, "socket: %s", strerror(-*errp));
         return NULL;
     }
     if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
         *errp = -errno;
-        snprintf(err, errlen, "%s: setsockopt: %s", path, strerror(errno));
+        log_fail(err, errlen, *errp, "%s: setsockopt: %s", path, strerror(-*errp));
         goto out;
     }
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         *errp = -errno;
-        snprintf(err, errlen, "cannot connect to %s: %s", path, strerror(errno));
+        log_fail(err, errlen, *errp, "cannot connect to %s: %s", path, strerror(-*errp));
         goto out;
     }
     s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
@@ -209,16 +211,15 @@ json_object *ctl_client_call(const char *path, json_object *req, int *errp,
     if (!ret || ret == -EPIPE || ret == -ECONNRESET)
         ret = ctl_client_read_line(fd, &line);
     if (ret) {
-        *errp = ret;
-        snprintf(err, errlen, "%s: no reply: %s", path, strerror(-ret));
+        *errp = log_fail(err, errlen, ret, "%s: no reply: %s", path, strerror(-ret));
         goto out;
     }
     reply = json_tokener_parse(line);
     if (!reply || !json_object_is_type(reply, json_type_object)) {
         json_object_put(reply);
         reply = NULL;
-        *errp = -EPROTO;
-        snprintf(err, errlen, "%s: reply is not a JSON object: %.80s", path, line);
+        *errp = log_fail(err, errlen, -EPROTO, "%s: reply is not a JSON object: %.80s", path,
+                         line);
     }
 out:
     free(line);
