@@ -1,70 +1,16 @@
 /* INI config: iniparser does the lexing, this file owns every rule.
  *
- * Keys (defaults in brackets; the README copies this table):
- *
- * [vm]
- *   name       1..63 chars of A-Z a-z 0-9 . _ -   [file basename minus ".ini"]
- *   vcpus      1..KVM_CAP_MAX_VCPUS                [1]
- *   memory     size (see below); >= 16M, <= host RAM, multiple of 4K  [256M]
- *   kernel     readable regular file               (required)
- *   initrd     readable regular file               [none]
- *   cmdline    at most 2047 bytes                  [""]
- *   on_reset   reboot | exit                       [reboot]
- * [console]
- *   enabled    bool                                [yes]
- *   output     stdout | a file path                [stdout]
- *   input      bool: guest reads our stdin         [yes]
- * [debug-exit]
- *   enabled    bool                                [yes]
- *   port       0..0xffff, decimal or 0x hex        [0xf4]
- *   size       1 | 2 | 4                           [4]
- * [memory]
- *   backend    anon | memfd | hugetlbfs | dmemfs   [anon]
- *   path       mount point or file; required for hugetlbfs/dmemfs,
- *              rejected for anon/memfd
- *   prealloc   bool (dmemfs always prefaults)      [no]
- *   thp        bool; anon/memfd only               [no]
- *   host_node  NUMA node 0..1023                   [none]
- * [disk.N]     N = 0..7, decimal without leading zeros; disks are kept sorted by N
- *   path       regular file or block device        (required); two
- *              disks may share a file only if both are readonly
- *   readonly   bool                                [no]
- *   queues     1..; more than vcpus is clamped to vcpus with a warning [vcpus]
- *   queue_size power of two, 2..256                [256]
- *   serial     at most 20 bytes of printable ASCII [""]
- *   cache      writeback | none                    [writeback]
- *   engine     io_uring | threads                  [io_uring when available]
- * [net.N]      N = 0..7, as for disks; virtio-net over a TAP interface
- *   tap        interface name, 1..15 bytes, no '/', ':' or space (required);
- *              an existing TAP is used, a missing one is created (and goes
- *              away when dvmm exits); two NICs never share one
- *   mac        xx:xx:xx:xx:xx:xx, unicast, not all zeros
- *              [02:xx:xx:xx:xx:xx from a hash of vm.name and N]
- *   queues     queue pairs, 1..31; more than vcpus is clamped to vcpus with a
- *              warning [min(vcpus, 31)]
- *   queue_size power of two, 2..256                [256]
- *   mtu        68..65535                           [1500]
- *   vhost      no | yes | auto                     [no]
- * [mce]
- *   log        path of the JSON event log          [stderr]
- * [control]
- *   enabled    bool                                [yes]
- *   socket     unix socket path, at most 107 bytes
- *              [$XDG_RUNTIME_DIR/dvmm-NAME.sock, else /run/dvmm/NAME.sock]
- * [sandbox]
- *   seccomp    yes | log | no: per-thread seccomp filters (vmm/sandbox.h);
- *              log lets forbidden calls through and the kernel logs them [yes]
- *   user       user name: once /dev/kvm, memory, disks, TAPs and the control
- *              socket are open, dvmm becomes this user and its group, with
- *              no capabilities                      [none: stay who we are]
- *   chroot     directory (may be empty) dvmm enters once everything is
- *              open, before the user change; needs on_reset = exit  [none]
+ * The keys, their types, limits, defaults and README words are the rows
+ * of cfg_keys below (the types in vmm/config_schema.h); README.md's table
+ * is printed from them.  A row's hook holds what a type cannot say, and
+ * the rules between keys (memory.path for hugetlbfs/dmemfs, chroot and
+ * on_reset, shared disks and TAPs).
  *
  * Booleans: yes/no, true/false, on/off, 1/0; these and other word values
- * (backend, cache, engine, on_reset) are case-insensitive.
- * Sizes: decimal digits with an optional K, M, G or T suffix (any case,
- * powers of 1024).  Hex, fractions, "MB"/"MiB" and spaces are rejected:
- * a size is never guessed.  Integers other than sizes take decimal or 0x hex.
+ * are case-insensitive.  Sizes: decimal digits with an optional K, M, G or
+ * T suffix (any case, powers of 1024); hex, fractions, "MB"/"MiB" and
+ * spaces are rejected: a size is never guessed.  Other integers take
+ * decimal or 0x hex.
  *
  * iniparser lowercases section and key names, strips quotes and cuts values
  * at ';' or '#' (quote a value that contains them), and limits a line to
@@ -87,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vmm/config_schema.h"
 #include "vmm/log.h"
 
 #define CFG_NAME_MAX 64               /* section or key name from --set */
@@ -110,6 +57,12 @@ struct cfg_ctx {
     bool net_seen[CFG_MAX_NETS];
     char *err;
     size_t errlen;
+    /* The section being loaded, for the rows and their hooks. */
+    const struct cfg_limits *lim;
+    struct dvmm_config *out;
+    char sec[16];                     /* "vm", "disk.3" */
+    void *base;                       /* what the rows' offsets are into */
+    uint64_t u;                       /* a UINT or SIZE row's value as parsed */
 };
 
 /* ---- error text ---------------------------------------------------- */
@@ -300,7 +253,7 @@ static const char *cfg_uint_why(const char *s, uint64_t *out)
     return NULL;
 }
 
-/* ---- typed getters ---------------------------------------------------- */
+/* ---- values ---------------------------------------------------------- */
 
 static const char *cfg_get(const struct cfg_ctx *c, const char *sec,
                            const char *key)
@@ -309,71 +262,6 @@ static const char *cfg_get(const struct cfg_ctx *c, const char *sec,
 
     snprintf(entry, sizeof(entry), "%s:%s", sec, key);
     return iniparser_getstring(c->d, entry, NULL);
-}
-
-static int cfg_get_bool(struct cfg_ctx *c, const char *sec, const char *key,
-                        bool def, bool *out)
-{
-    static const char *const yes[] = { "yes", "true", "on", "1" };
-    static const char *const no[] = { "no", "false", "off", "0" };
-    const char *v = cfg_get(c, sec, key);
-
-    *out = def;
-    if (!v)
-        return 0;
-    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-        if (!strcasecmp(v, yes[i])) {
-            *out = true;
-            return 0;
-        }
-        if (!strcasecmp(v, no[i])) {
-            *out = false;
-            return 0;
-        }
-    }
-    return cfg_bad(c, sec, key, v, "not a boolean (use yes/no, true/false, on/off or 1/0)");
-}
-
-static int cfg_get_uint(struct cfg_ctx *c, const char *sec, const char *key,
-                        uint64_t min, uint64_t max, uint64_t def, uint64_t *out)
-{
-    const char *v = cfg_get(c, sec, key);
-    const char *why;
-
-    *out = def;
-    if (!v)
-        return 0;
-    why = cfg_uint_why(v, out);
-    if (why)
-        return cfg_bad(c, sec, key, v, "%s", why);
-    if (*out < min || *out > max)
-        return cfg_bad(c, sec, key, v, "out of range (use %llu..%llu)",
-                       (unsigned long long)min, (unsigned long long)max);
-    return 0;
-}
-
-/* One of names[0..n), written as "a, b or c" in the error. */
-static int cfg_get_enum(struct cfg_ctx *c, const char *sec, const char *key,
-                        const char *const *names, unsigned n, unsigned def,
-                        unsigned *out)
-{
-    const char *v = cfg_get(c, sec, key);
-    char list[128] = "";
-    size_t len = 0;
-
-    *out = def;
-    if (!v)
-        return 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (!strcasecmp(v, names[i])) {
-            *out = i;
-            return 0;
-        }
-    }
-    for (unsigned i = 0; i < n && len < sizeof(list); i++)
-        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
-                                i == 0 ? "" : i + 1 == n ? " or " : ", ", names[i]);
-    return cfg_bad(c, sec, key, v, "unknown value (use %s)", list);
 }
 
 static int cfg_copy(struct cfg_ctx *c, const char *sec, const char *key,
@@ -403,14 +291,6 @@ static int cfg_copy_path(struct cfg_ctx *c, const char *sec, const char *key,
         return cfg_bad(c, sec, key, v, "longer than %zu bytes with the config's directory",
                        dstsz - 1);
     return 0;
-}
-
-static int cfg_get_str(struct cfg_ctx *c, const char *sec, const char *key,
-                       const char *def, char *dst, size_t dstsz)
-{
-    const char *v = cfg_get(c, sec, key);
-
-    return cfg_copy(c, sec, key, v ? v : def, dst, dstsz);
 }
 
 /* A file the VMM will open: exists, right type, readable (and writable).
@@ -448,66 +328,189 @@ static int cfg_check_file(struct cfg_ctx *c, const char *sec, const char *key,
     return cfg_check_file_fd(c, sec, key, path, blk_ok, need_write, NULL);
 }
 
+/* ---- one row: parse, check, store --------------------------------------- */
+
+static const struct cfg_key *cfg_key_find(enum cfg_sec sec, const char *key)
+{
+    for (size_t i = 0; i < cfg_nkeys; i++)
+        if (cfg_keys[i].sec == sec && !strcmp(cfg_keys[i].key, key))
+            return &cfg_keys[i];
+    return NULL;
+}
+
+/* Unsigned fields of any width (bool, uint16_t, unsigned, an enum, int). */
+static void cfg_store(void *dst, size_t size, uint64_t v)
+{
+    uint8_t u8 = (uint8_t)v;
+    uint16_t u16 = (uint16_t)v;
+    uint32_t u32 = (uint32_t)v;
+
+    switch (size) {
+    case 1: memcpy(dst, &u8, 1); break;
+    case 2: memcpy(dst, &u16, 2); break;
+    case 4: memcpy(dst, &u32, 4); break;
+    default: memcpy(dst, &v, sizeof(v)); break;
+    }
+}
+
+static int cfg_load_bool(struct cfg_ctx *c, const struct cfg_key *k,
+                         const char *v, void *dst)
+{
+    static const char *const yes[] = { "yes", "true", "on", "1" };
+    static const char *const no[] = { "no", "false", "off", "0" };
+
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (!strcasecmp(v, yes[i]) || !strcasecmp(v, no[i])) {
+            *(bool *)dst = !strcasecmp(v, yes[i]);
+            return 0;
+        }
+    }
+    return cfg_bad(c, c->sec, k->key, v,
+                   "not a boolean (use yes/no, true/false, on/off or 1/0)");
+}
+
+static int cfg_load_uint(struct cfg_ctx *c, const struct cfg_key *k,
+                         const char *v, void *dst)
+{
+    const char *why = cfg_uint_why(v, &c->u);
+    uint64_t max = cfg_key_max(k);
+
+    if (why)
+        return cfg_bad(c, c->sec, k->key, v, "%s", why);
+    if (c->u < k->min && (k->flags & CFG_F_ATLEAST))
+        return cfg_bad(c, c->sec, k->key, v, "must be at least %llu",
+                       (unsigned long long)k->min);
+    if (c->u < k->min || c->u > max)
+        return cfg_bad(c, c->sec, k->key, v, "out of range (use %llu..%llu%s)",
+                       (unsigned long long)k->min, (unsigned long long)max,
+                       k->unit ? k->unit : "");
+    if ((k->flags & CFG_F_POW2) && (c->u & (c->u - 1)))
+        return cfg_bad(c, c->sec, k->key, v, "not a power of two");
+    cfg_store(dst, k->size, c->u);
+    return 0;
+}
+
+static int cfg_load_size(struct cfg_ctx *c, const struct cfg_key *k,
+                         const char *v, void *dst)
+{
+    const char *why;
+    int rc;
+
+    why = cfg_size_why(v, &c->u, &rc);
+    if (why)
+        return cfg_bad(c, c->sec, k->key, v, "%s", why);
+    if (c->u < k->min)
+        return cfg_bad(c, c->sec, k->key, v, "less than the minimum of %lluM",
+                       (unsigned long long)(k->min >> 20));
+    cfg_store(dst, k->size, c->u);
+    return 0;
+}
+
+/* One of the row's names, written as "a, b or c" in the error. */
+static int cfg_load_enum(struct cfg_ctx *c, const struct cfg_key *k,
+                         const char *v, void *dst)
+{
+    const struct cfg_name *n;
+    char list[128] = "";
+    size_t len = 0;
+
+    for (n = k->names; n->name; n++) {
+        if (!strcasecmp(v, n->name)) {
+            cfg_store(dst, k->size, (uint64_t)(unsigned)n->value);
+            return 0;
+        }
+    }
+    for (n = k->names; n->name && len < sizeof(list); n++)
+        len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s",
+                                n == k->names ? "" : n[1].name ? ", " : " or ",
+                                n->name);
+    return cfg_bad(c, c->sec, k->key, v, "unknown value (use %s)", list);
+}
+
+/* The row's value (or default) parsed by its type into its field, then its
+ * hook.  A row without a value or default leaves the field as cfg_load
+ * zeroed it, for the hook to fill. */
+static int cfg_key_load(struct cfg_ctx *c, const struct cfg_key *k)
+{
+    const char *v = cfg_get(c, c->sec, k->key), *s = v ? v : k->def;
+    char *dst = (char *)c->base + k->off;
+    int rc = 0;
+
+    if (!v && k->req)
+        return cfg_missing(c, c->sec, k->key, k->req);
+    if (s) {
+        switch (k->type) {
+        case CFG_T_BOOL: rc = cfg_load_bool(c, k, s, dst); break;
+        case CFG_T_UINT: rc = cfg_load_uint(c, k, s, dst); break;
+        case CFG_T_SIZE: rc = cfg_load_size(c, k, s, dst); break;
+        case CFG_T_ENUM: rc = cfg_load_enum(c, k, s, dst); break;
+        case CFG_T_STR: rc = cfg_copy(c, c->sec, k->key, s, dst, k->size); break;
+        case CFG_T_PATH: rc = cfg_copy_path(c, c->sec, k->key, s, dst, k->size); break;
+        case CFG_T_CUSTOM: break;
+        }
+    }
+    if (rc || !k->hook)
+        return rc;
+    return k->hook(c, k, v);
+}
+
+/* Every row of section kind `sec`, in table order, into base. */
+static int cfg_section_load(struct cfg_ctx *c, enum cfg_sec sec, unsigned index,
+                            void *base)
+{
+    int rc;
+
+    if (cfg_sections[sec].count)
+        snprintf(c->sec, sizeof(c->sec), "%s.%u", cfg_sections[sec].name, index);
+    else
+        snprintf(c->sec, sizeof(c->sec), "%s", cfg_sections[sec].name);
+    c->base = base;
+    for (size_t i = 0; i < cfg_nkeys; i++)
+        if (cfg_keys[i].sec == sec && (rc = cfg_key_load(c, &cfg_keys[i])))
+            return rc;
+    return 0;
+}
+
 /* ---- structure: sections and keys ------------------------------------- */
 
-enum cfg_sec { SEC_VM, SEC_CONSOLE, SEC_DEBUG_EXIT, SEC_MEMORY, SEC_DISK,
-               SEC_NET, SEC_MCE, SEC_CONTROL, SEC_SANDBOX, SEC_NR };
-
-static const char *const cfg_sec_names[SEC_NR] = {
-    "vm", "console", "debug-exit", "memory", "disk.N", "net.N", "mce", "control",
-    "sandbox",
-};
-
-static const char *const cfg_sec_keys[SEC_NR][8] = {
-    [SEC_VM] = { "name", "vcpus", "memory", "kernel", "initrd", "cmdline", "on_reset" },
-    [SEC_CONSOLE] = { "enabled", "output", "input" },
-    [SEC_DEBUG_EXIT] = { "enabled", "port", "size" },
-    [SEC_MEMORY] = { "backend", "path", "prealloc", "thp", "host_node" },
-    [SEC_DISK] = { "path", "readonly", "queues", "queue_size", "serial", "cache", "engine" },
-    [SEC_NET] = { "tap", "mac", "queues", "queue_size", "mtu", "vhost" },
-    [SEC_MCE] = { "log" },
-    [SEC_CONTROL] = { "enabled", "socket" },
-    [SEC_SANDBOX] = { "seccomp", "user", "chroot" },
-};
-
 /* Section name -> kind; for [disk.N] and [net.N] also the index.  NULL or
- * the reason. */
+ * the reason, in buf. */
 static const char *cfg_sec_kind(const char *name, enum cfg_sec *kind,
-                                unsigned *index)
+                                unsigned *index, char *buf, size_t len)
 {
-    const char *n;
+    for (int i = 0; i < CFG_SEC_NR; i++) {
+        const struct cfg_section *s = &cfg_sections[i];
+        size_t l = strlen(s->name);
+        const char *n;
 
-    if (!strncmp(name, "disk.", 5)) {
-        n = name + 5;
-        *kind = SEC_DISK;
-        if (!*n || strspn(n, "0123456789") != strlen(n) || (n[0] == '0' && n[1]))
-            return "bad disk section (use disk.0 .. disk.7)";
-        if (strlen(n) > 1 || (unsigned)(n[0] - '0') >= CFG_MAX_DISKS)
-            return "disk index out of range (use disk.0 .. disk.7)";
-        *index = (unsigned)(n[0] - '0');
-        return NULL;
-    }
-    if (!strncmp(name, "net.", 4)) {
-        n = name + 4;
-        *kind = SEC_NET;
-        if (!*n || strspn(n, "0123456789") != strlen(n) || (n[0] == '0' && n[1]))
-            return "bad net section (use net.0 .. net.7)";
-        if (strlen(n) > 1 || (unsigned)(n[0] - '0') >= CFG_MAX_NETS)
-            return "net index out of range (use net.0 .. net.7)";
-        *index = (unsigned)(n[0] - '0');
-        return NULL;
-    }
-    for (int i = 0; i < SEC_NR; i++) {
-        if (i != SEC_DISK && i != SEC_NET && !strcmp(name, cfg_sec_names[i])) {
+        if (!s->count) {
+            if (strcmp(name, s->name))
+                continue;
             *kind = (enum cfg_sec)i;
             return NULL;
         }
+        if (!strcmp(name, s->name)) {
+            snprintf(buf, len, "unknown section (%s are [%s.0] .. [%s.%u])",
+                     s->what, s->name, s->name, s->count - 1);
+            return buf;
+        }
+        if (strncmp(name, s->name, l) || name[l] != '.')
+            continue;
+        *kind = (enum cfg_sec)i;
+        n = name + l + 1;
+        /* N as written, never "01": one section has one name. */
+        if (!*n || strspn(n, "0123456789") != strlen(n) || (n[0] == '0' && n[1]))
+            snprintf(buf, len, "bad %s section (use %s.0 .. %s.%u)", s->name,
+                     s->name, s->name, s->count - 1);
+        else if (strlen(n) > 3 || (*index = (unsigned)atoi(n)) >= s->count)
+            snprintf(buf, len, "%s index out of range (use %s.0 .. %s.%u)", s->name,
+                     s->name, s->name, s->count - 1);
+        else
+            return NULL;
+        return buf;
     }
-    if (!strcmp(name, "disk"))
-        return "unknown section (disks are [disk.0] .. [disk.7])";
-    if (!strcmp(name, "net"))
-        return "unknown section (NICs are [net.0] .. [net.7])";
-    return "unknown section";
+    snprintf(buf, len, "unknown section");
+    return buf;
 }
 
 static int cfg_sec_fail(struct cfg_ctx *c, const char *sec, const char *why)
@@ -518,8 +521,8 @@ static int cfg_sec_fail(struct cfg_ctx *c, const char *sec, const char *why)
     return cfg_fail(c, src, "[%s]: %s", sec, why);
 }
 
-/* Every entry of the dictionary is either a known section or a known key of
- * one: typos and stray keys are errors, never silently ignored. */
+/* Every entry of the dictionary is either a known section or a key of one
+ * in cfg_keys: typos and stray keys are errors, never silently ignored. */
 static int cfg_check_names(struct cfg_ctx *c)
 {
     const dictionary *d = c->d;
@@ -529,23 +532,23 @@ static int cfg_check_names(struct cfg_ctx *c)
         enum cfg_sec kind;
         unsigned index = 0;
         const char *why;
+        char buf[96];
 
         if (!k || strchr(k, ':'))
             continue;
-        why = cfg_sec_kind(k, &kind, &index);
+        why = cfg_sec_kind(k, &kind, &index, buf, sizeof(buf));
         if (why)
             return cfg_sec_fail(c, k, why);
-        if (kind == SEC_DISK)
+        if (kind == CFG_SEC_DISK)
             c->disk_seen[index] = true;
-        if (kind == SEC_NET)
+        if (kind == CFG_SEC_NET)
             c->net_seen[index] = true;
     }
     for (ssize_t i = 0; i < d->size; i++) {
         const char *k = d->key[i], *colon, *key;
-        char sec[CFG_NAME_MAX];
+        char sec[CFG_NAME_MAX], buf[96];
         enum cfg_sec kind;
         unsigned index;
-        bool known = false;
 
         if (!k || !(colon = strchr(k, ':')))
             continue;
@@ -557,11 +560,9 @@ static int cfg_check_names(struct cfg_ctx *c)
             return cfg_fail(c, c->file, "[%.*s]: unknown section", (int)(colon - k), k);
         memcpy(sec, k, (size_t)(colon - k));
         sec[colon - k] = '\0';
-        if (cfg_sec_kind(sec, &kind, &index))
+        if (cfg_sec_kind(sec, &kind, &index, buf, sizeof(buf)))
             return cfg_sec_fail(c, sec, "unknown section");
-        for (unsigned j = 0; j < 8 && cfg_sec_keys[kind][j]; j++)
-            known |= !strcmp(key, cfg_sec_keys[kind][j]);
-        if (!known)
+        if (!cfg_key_find(kind, key))
             return cfg_bad(c, sec, key, d->val[i] ? d->val[i] : "", "unknown key");
     }
     return 0;
@@ -612,277 +613,7 @@ static int cfg_apply_sets(struct cfg_ctx *c, char *const *sets, unsigned nsets)
     return 0;
 }
 
-/* ---- sections ----------------------------------------------------------- */
-
-static int cfg_name_ok(const char *name)
-{
-    size_t n = strlen(name);
-
-    return n >= 1 && n < sizeof(((struct dvmm_config *)0)->vm.name) &&
-           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                        "0123456789._-") == n;
-}
-
-static int cfg_vm(struct cfg_ctx *c, const struct cfg_limits *lim,
-                  struct dvmm_config *out)
-{
-    static const char *const resets[] = { "reboot", "exit" };
-    const char *v, *why;
-    uint64_t u;
-    unsigned e;
-    int rc;
-
-    v = cfg_get(c, "vm", "name");
-    if (v) {
-        if (!cfg_name_ok(v))
-            return cfg_bad(c, "vm", "name", v,
-                           "use 1..63 characters of A-Z a-z 0-9 . _ -");
-        strcpy(out->vm.name, v);
-    } else {
-        const char *base = strrchr(c->file, '/');
-        char name[PATH_MAX];
-        size_t n;
-
-        base = base ? base + 1 : c->file;
-        n = strlen(base);
-        if (n > 4 && !strcmp(base + n - 4, ".ini"))
-            n -= 4;
-        snprintf(name, sizeof(name), "%.*s", (int)n, base);
-        if (!cfg_name_ok(name))
-            return cfg_fail(c, c->file, "vm.name = '%.63s' (from the file name): "
-                            "use 1..63 characters of A-Z a-z 0-9 . _ -, or set vm.name",
-                            name);
-        strcpy(out->vm.name, name);
-    }
-
-    if ((rc = cfg_get_uint(c, "vm", "vcpus", 0, UINT64_MAX, 1, &u)))
-        return rc;
-    v = cfg_get(c, "vm", "vcpus");
-    if (u == 0)
-        return cfg_bad(c, "vm", "vcpus", v, "must be at least 1");
-    if (u > lim->max_vcpus)
-        return cfg_bad(c, "vm", "vcpus", v, "more than the host's KVM limit of %u",
-                       lim->max_vcpus);
-    out->vm.vcpus = (unsigned)u;
-
-    out->vm.memory = 256 * GM_MiB;
-    v = cfg_get(c, "vm", "memory");
-    if (v) {
-        why = cfg_size_why(v, &out->vm.memory, &rc);
-        if (why)
-            return cfg_bad(c, "vm", "memory", v, "%s", why);
-        if (out->vm.memory < CFG_MIN_MEMORY)
-            return cfg_bad(c, "vm", "memory", v, "less than the minimum of %lluM",
-                           CFG_MIN_MEMORY >> 20);
-        if (out->vm.memory > lim->host_memory)
-            return cfg_bad(c, "vm", "memory", v, "more than the host's %lluM of RAM",
-                           (unsigned long long)(lim->host_memory >> 20));
-        if (out->vm.memory % GM_PAGE_SIZE)
-            return cfg_bad(c, "vm", "memory", v, "not a multiple of 4K");
-    } else if (out->vm.memory > lim->host_memory) {
-        return cfg_fail(c, c->file, "vm.memory: the default 256M is more than the "
-                        "host's %lluM of RAM",
-                        (unsigned long long)(lim->host_memory >> 20));
-    }
-
-    v = cfg_get(c, "vm", "kernel");
-    if (!v)
-        return cfg_missing(c, "vm", "kernel", "required");
-    if ((rc = cfg_copy_path(c, "vm", "kernel", v, out->vm.kernel, sizeof(out->vm.kernel))) ||
-        (rc = cfg_check_file_fd(c, "vm", "kernel", out->vm.kernel, false, false,
-                                lim->open_kernel ? &out->vm.kernel_fd : NULL)))
-        return rc;
-    out->vm.kernel_open = lim->open_kernel;
-
-    v = cfg_get(c, "vm", "initrd");
-    if (v && *v) {
-        if ((rc = cfg_copy_path(c, "vm", "initrd", v, out->vm.initrd, sizeof(out->vm.initrd))) ||
-            (rc = cfg_check_file(c, "vm", "initrd", out->vm.initrd, false, false)))
-            return rc;
-    }
-
-    if ((rc = cfg_get_str(c, "vm", "cmdline", "", out->vm.cmdline,
-                          sizeof(out->vm.cmdline))))
-        return rc;
-
-    if ((rc = cfg_get_enum(c, "vm", "on_reset", resets, 2, CFG_RESET_REBOOT, &e)))
-        return rc;
-    out->vm.on_reset = (enum cfg_on_reset)e;
-    return 0;
-}
-
-static int cfg_console(struct cfg_ctx *c, struct dvmm_config *out)
-{
-    int rc;
-
-    if ((rc = cfg_get_bool(c, "console", "enabled", true, &out->console.enabled)) ||
-        (rc = cfg_get_bool(c, "console", "input", true, &out->console.input)) ||
-        (rc = cfg_get_str(c, "console", "output", "stdout", out->console.output,
-                          sizeof(out->console.output))))
-        return rc;
-    if (!out->console.output[0])
-        return cfg_bad(c, "console", "output", "", "empty (use stdout or a file path)");
-    if (strcmp(out->console.output, "stdout")) {
-        char raw[sizeof(out->console.output)];
-
-        memcpy(raw, out->console.output, sizeof(raw));
-        return cfg_copy_path(c, "console", "output", raw, out->console.output,
-                             sizeof(out->console.output));
-    }
-    return 0;
-}
-
-static int cfg_debug_exit(struct cfg_ctx *c, struct dvmm_config *out)
-{
-    uint64_t port, size;
-    int rc;
-
-    if ((rc = cfg_get_bool(c, "debug-exit", "enabled", true, &out->debug_exit.enabled)) ||
-        (rc = cfg_get_uint(c, "debug-exit", "port", 0, 0xffff, 0xf4, &port)) ||
-        (rc = cfg_get_uint(c, "debug-exit", "size", 0, UINT64_MAX, 4, &size)))
-        return rc;
-    if (size != 1 && size != 2 && size != 4)
-        return cfg_bad(c, "debug-exit", "size", cfg_get(c, "debug-exit", "size"),
-                       "not an I/O width (use 1, 2 or 4)");
-    out->debug_exit.port = (uint16_t)port;
-    out->debug_exit.size = (unsigned)size;
-    return 0;
-}
-
-static const char *const cfg_backends[] = { "anon", "memfd", "hugetlbfs", "dmemfs" };
-
-static int cfg_memory(struct cfg_ctx *c, struct dvmm_config *out)
-{
-    struct gm_config *m = &out->memory;
-    const char *path, *bname;
-    unsigned b;
-    uint64_t node;
-    bool file_backed;
-    int rc;
-
-    if ((rc = cfg_get_enum(c, "memory", "backend", cfg_backends, 4, GM_ANON, &b)))
-        return rc;
-    m->backend = (enum gm_backend)b;
-    bname = cfg_backends[b];
-    file_backed = m->backend == GM_HUGETLBFS || m->backend == GM_DMEMFS;
-
-    path = cfg_get(c, "memory", "path");
-    if (file_backed) {
-        char why[64];
-
-        snprintf(why, sizeof(why), "required for backend %s", bname);
-        if (!path || !*path)
-            return cfg_missing(c, "memory", "path", why);
-        if ((rc = cfg_copy_path(c, "memory", "path", path, m->path, sizeof(m->path))))
-            return rc;
-    } else if (path) {
-        return cfg_bad(c, "memory", "path", path,
-                       "only for backend hugetlbfs or dmemfs (backend is %s)", bname);
-    }
-
-    if ((rc = cfg_get_bool(c, "memory", "prealloc", false, &m->prealloc)) ||
-        (rc = cfg_get_bool(c, "memory", "thp", false, &m->thp)))
-        return rc;
-    if (m->thp && file_backed)
-        return cfg_bad(c, "memory", "thp", cfg_get(c, "memory", "thp"),
-                       "only for backend anon or memfd (backend is %s)", bname);
-
-    if ((rc = cfg_get_uint(c, "memory", "host_node", 0, 1023, 0, &node)))
-        return rc;
-    m->host_node = cfg_get(c, "memory", "host_node") ? (int)node : -1;
-    return 0;
-}
-
-static int cfg_disk(struct cfg_ctx *c, unsigned index, unsigned vcpus,
-                    struct blk_config *disk)
-{
-    static const char *const caches[] = { "writeback", "none" };
-    static const char *const engines[] = { "io_uring", "threads" };
-    char sec[16];
-    const char *v;
-    uint64_t u;
-    unsigned e;
-    int rc;
-
-    snprintf(sec, sizeof(sec), "disk.%u", index);
-    disk->index = index;
-
-    v = cfg_get(c, sec, "path");
-    if (!v)
-        return cfg_missing(c, sec, "path", "required");
-    if ((rc = cfg_get_bool(c, sec, "readonly", false, &disk->readonly)) ||
-        (rc = cfg_copy_path(c, sec, "path", v, disk->path, sizeof(disk->path))) ||
-        (rc = cfg_check_file(c, sec, "path", disk->path, true, !disk->readonly)))
-        return rc;
-
-    if ((rc = cfg_get_uint(c, sec, "queues", 0, UINT32_MAX, 0, &u)))
-        return rc;
-    v = cfg_get(c, sec, "queues");
-    if (v && u == 0)
-        return cfg_bad(c, sec, "queues", v, "must be at least 1");
-    disk->queues_requested = (unsigned)u;
-    disk->queues = v ? (unsigned)u : vcpus;
-    if (disk->queues > vcpus) {
-        char src[PATH_MAX + 2 * CFG_NAME_MAX];
-
-        cfg_src(c, sec, "queues", src, sizeof(src));
-        log_warn("%s: %s.queues = %u is more than the %u vCPUs; using %u queues",
-                 src, sec, disk->queues, vcpus, vcpus);
-        disk->queues = vcpus;
-    }
-
-    if ((rc = cfg_get_uint(c, sec, "queue_size", 2, 256, 256, &u)))
-        return rc;
-    if (u & (u - 1))
-        return cfg_bad(c, sec, "queue_size", cfg_get(c, sec, "queue_size"),
-                       "not a power of two");
-    disk->queue_size = (unsigned)u;
-
-    v = cfg_get(c, sec, "serial");
-    if (v) {
-        if ((rc = cfg_copy(c, sec, "serial", v, disk->serial, sizeof(disk->serial))))
-            return rc;
-        for (const char *p = v; *p; p++)
-            if (*p < 0x20 || *p > 0x7e)
-                return cfg_bad(c, sec, "serial", v, "only printable ASCII allowed");
-    }
-
-    if ((rc = cfg_get_enum(c, sec, "cache", caches, 2, 0, &e)))
-        return rc;
-    disk->cache = e == 0 ? BLK_CACHE_WRITEBACK : BLK_CACHE_NONE;
-    if ((rc = cfg_get_enum(c, sec, "engine", engines, 2, 2, &e)))
-        return rc;
-    disk->engine = e == 0 ? BLK_ENGINE_IO_URING :
-                   e == 1 ? BLK_ENGINE_THREADS : BLK_ENGINE_DEFAULT;
-    return 0;
-}
-
-/* Two disks on one file, with either writable, would let the guest corrupt
- * its own data through two caches; sharing is only safe read-only. */
-static int cfg_disk_shared(struct cfg_ctx *c, const struct dvmm_config *out,
-                           unsigned n)
-{
-    const struct blk_config *d = &out->disk[n];
-    struct stat a, b;
-    char sec[16];
-
-    if (stat(d->path, &a) < 0)
-        return 0;   /* cfg_disk just checked it; a race is gm/blk's problem */
-    for (unsigned i = 0; i < n; i++) {
-        const struct blk_config *o = &out->disk[i];
-
-        if (stat(o->path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
-            continue;
-        if (d->readonly && o->readonly)
-            continue;
-        snprintf(sec, sizeof(sec), "disk.%u", d->index);
-        return cfg_bad(c, sec, "path", d->path, "same file as disk.%u; "
-                       "a shared file must be readonly on both", o->index);
-    }
-    return 0;
-}
-
-/* ---- [net.N] ------------------------------------------------------------ */
+/* ---- [disk.N], [net.N]: MACs, names, sharing ---------------------------- */
 
 void cfg_net_default_mac(const char *name, unsigned index, uint8_t mac[6])
 {
@@ -940,69 +671,28 @@ static const char *cfg_mac_why(const char *v, uint8_t mac[6])
     return NULL;
 }
 
-static int cfg_net(struct cfg_ctx *c, unsigned index, const struct dvmm_config *cfg,
-                   struct cfg_net *net)
+/* Two disks on one file, with either writable, would let the guest corrupt
+ * its own data through two caches; sharing is only safe read-only. */
+static int cfg_disk_shared(struct cfg_ctx *c, const struct dvmm_config *out,
+                           unsigned n)
 {
-    static const char *const vhosts[] = { "no", "yes", "auto" };
-    unsigned vcpus = cfg->vm.vcpus;
+    const struct blk_config *d = &out->disk[n];
+    struct stat a, b;
     char sec[16];
-    const char *v, *why;
-    uint64_t u;
-    unsigned e;
-    int rc;
 
-    snprintf(sec, sizeof(sec), "net.%u", index);
-    net->index = index;
+    if (stat(d->path, &a) < 0)
+        return 0;   /* cfg_disk just checked it; a race is gm/blk's problem */
+    for (unsigned i = 0; i < n; i++) {
+        const struct blk_config *o = &out->disk[i];
 
-    v = cfg_get(c, sec, "tap");
-    if (!v)
-        return cfg_missing(c, sec, "tap", "required: a TAP interface to use or create");
-    if ((why = cfg_ifname_why(v)))
-        return cfg_bad(c, sec, "tap", v, "%s", why);
-    strcpy(net->tap, v);
-
-    v = cfg_get(c, sec, "mac");
-    if (v) {
-        if ((why = cfg_mac_why(v, net->mac)))
-            return cfg_bad(c, sec, "mac", v, "%s", why);
-        net->mac_given = true;
-    } else {
-        cfg_net_default_mac(cfg->vm.name, index, net->mac);
+        if (stat(o->path, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+            continue;
+        if (d->readonly && o->readonly)
+            continue;
+        snprintf(sec, sizeof(sec), "disk.%u", d->index);
+        return cfg_bad(c, sec, "path", d->path, "same file as disk.%u; "
+                       "a shared file must be readonly on both", o->index);
     }
-
-    if ((rc = cfg_get_uint(c, sec, "queues", 0, UINT32_MAX, 0, &u)))
-        return rc;
-    v = cfg_get(c, sec, "queues");
-    if (v && u == 0)
-        return cfg_bad(c, sec, "queues", v, "must be at least 1");
-    if (v && u > CFG_NET_MAX_PAIRS)
-        return cfg_bad(c, sec, "queues", v, "out of range (use 1..%u queue pairs)",
-                       CFG_NET_MAX_PAIRS);
-    net->queues_requested = (unsigned)u;
-    net->queues = v ? (unsigned)u : vcpus < CFG_NET_MAX_PAIRS ? vcpus : CFG_NET_MAX_PAIRS;
-    if (net->queues > vcpus) {
-        char src[PATH_MAX + 2 * CFG_NAME_MAX];
-
-        cfg_src(c, sec, "queues", src, sizeof(src));
-        log_warn("%s: %s.queues = %u is more than the %u vCPUs; using %u queue pairs",
-                 src, sec, net->queues, vcpus, vcpus);
-        net->queues = vcpus;
-    }
-
-    if ((rc = cfg_get_uint(c, sec, "queue_size", 2, 256, 256, &u)))
-        return rc;
-    if (u & (u - 1))
-        return cfg_bad(c, sec, "queue_size", cfg_get(c, sec, "queue_size"),
-                       "not a power of two");
-    net->queue_size = (unsigned)u;
-
-    if ((rc = cfg_get_uint(c, sec, "mtu", CFG_NET_MIN_MTU, CFG_NET_MAX_MTU, 1500, &u)))
-        return rc;
-    net->mtu = (unsigned)u;
-
-    if ((rc = cfg_get_enum(c, sec, "vhost", vhosts, 3, CFG_VHOST_NO, &e)))
-        return rc;
-    net->vhost = (enum cfg_vhost)e;
     return 0;
 }
 
@@ -1023,20 +713,269 @@ static int cfg_net_shared(struct cfg_ctx *c, const struct dvmm_config *out, unsi
     return 0;
 }
 
-static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
+/* ---- hooks: what a row's type cannot say ------------------------------- */
+
+static void *cfg_field(const struct cfg_ctx *c, const struct cfg_key *k)
 {
-    const char *v, *xdg;
-    char def[PATH_MAX];
+    return (char *)c->base + k->off;
+}
+
+static int cfg_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+
+    return n >= 1 && n < sizeof(((struct dvmm_config *)0)->vm.name) &&
+           strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                        "0123456789._-") == n;
+}
+
+/* Without vm.name the VM is named after its file, so vm1.ini is "vm1". */
+static int cfg_hook_vm_name(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    const char *base = strrchr(c->file, '/');
+    char name[PATH_MAX];
+    size_t n;
+
+    if (v) {
+        if (!cfg_name_ok(v))
+            return cfg_bad(c, c->sec, k->key, v,
+                           "use 1..63 characters of A-Z a-z 0-9 . _ -");
+        strcpy(c->out->vm.name, v);
+        return 0;
+    }
+    base = base ? base + 1 : c->file;
+    n = strlen(base);
+    if (n > 4 && !strcmp(base + n - 4, ".ini"))
+        n -= 4;
+    snprintf(name, sizeof(name), "%.*s", (int)n, base);
+    if (!cfg_name_ok(name))
+        return cfg_fail(c, c->file, "vm.name = '%.63s' (from the file name): "
+                        "use 1..63 characters of A-Z a-z 0-9 . _ -, or set vm.name",
+                        name);
+    strcpy(c->out->vm.name, name);
+    return 0;
+}
+
+/* The host's limit is known only at load time. */
+static int cfg_hook_vm_vcpus(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    if (c->u > c->lim->max_vcpus)
+        return cfg_bad(c, c->sec, k->key, v ? v : k->def,
+                       "more than the host's KVM limit of %u", c->lim->max_vcpus);
+    return 0;
+}
+
+static int cfg_hook_vm_memory(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    unsigned long long host = c->lim->host_memory >> 20;
+
+    if (c->u > c->lim->host_memory) {
+        if (!v)
+            return cfg_fail(c, c->file, "vm.memory: the default %s is more than "
+                            "the host's %lluM of RAM", k->def, host);
+        return cfg_bad(c, c->sec, k->key, v, "more than the host's %lluM of RAM", host);
+    }
+    if (c->u % GM_PAGE_SIZE)
+        return cfg_bad(c, c->sec, k->key, v, "not a multiple of 4K");
+    return 0;
+}
+
+/* With cfg_limits.open_kernel the check's open is the loader's. */
+static int cfg_hook_vm_kernel(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    struct dvmm_config *out = c->out;
     int rc;
 
-    if ((rc = cfg_get_bool(c, "control", "enabled", true, &out->control.enabled)))
+    (void)v;
+    rc = cfg_check_file_fd(c, c->sec, k->key, out->vm.kernel, false, false,
+                           c->lim->open_kernel ? &out->vm.kernel_fd : NULL);
+    if (rc)
         return rc;
-    v = cfg_get(c, "control", "socket");
+    out->vm.kernel_open = c->lim->open_kernel;
+    return 0;
+}
+
+/* An empty initrd is none. */
+static int cfg_hook_vm_initrd(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    if (!v || !*v)
+        return 0;
+    return cfg_check_file(c, c->sec, k->key, cfg_field(c, k), false, false);
+}
+
+/* "stdout" is a word, anything else a path relative to the file. */
+static int cfg_hook_console_output(struct cfg_ctx *c, const struct cfg_key *k,
+                                   const char *v)
+{
+    char *dst = cfg_field(c, k), raw[PATH_MAX];
+
+    (void)v;
+    if (!dst[0])
+        return cfg_bad(c, c->sec, k->key, "", "empty (use stdout or a file path)");
+    if (!strcmp(dst, "stdout"))
+        return 0;
+    snprintf(raw, sizeof(raw), "%s", dst);
+    return cfg_copy_path(c, c->sec, k->key, raw, dst, k->size);
+}
+
+static int cfg_hook_debug_exit_size(struct cfg_ctx *c, const struct cfg_key *k,
+                                    const char *v)
+{
+    if (c->u != 1 && c->u != 2 && c->u != 4)
+        return cfg_bad(c, c->sec, k->key, v ? v : k->def,
+                       "not an I/O width (use 1, 2 or 4)");
+    return 0;
+}
+
+static bool cfg_file_backed(const struct gm_config *m)
+{
+    return m->backend == GM_HUGETLBFS || m->backend == GM_DMEMFS;
+}
+
+static const char *cfg_backend_name(const struct gm_config *m)
+{
+    const char *n = cfg_enum_name(CFG_SEC_MEMORY, "backend", (int)m->backend);
+
+    return n ? n : "?";
+}
+
+/* A path only where the backend has a file system, and there always. */
+static int cfg_hook_memory_path(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    struct gm_config *m = &c->out->memory;
+    const char *bname = cfg_backend_name(m);
+    char why[64];
+
+    if (!cfg_file_backed(m)) {
+        if (v)
+            return cfg_bad(c, c->sec, k->key, v, "only for backend hugetlbfs or dmemfs "
+                           "(backend is %s)", bname);
+        return 0;
+    }
+    snprintf(why, sizeof(why), "required for backend %s", bname);
+    if (!v || !*v)
+        return cfg_missing(c, c->sec, k->key, why);
+    return cfg_copy_path(c, c->sec, k->key, v, m->path, sizeof(m->path));
+}
+
+/* Huge pages from hugetlbfs/dmemfs leave THP nothing to do. */
+static int cfg_hook_memory_thp(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    const struct gm_config *m = &c->out->memory;
+
+    if (m->thp && cfg_file_backed(m))
+        return cfg_bad(c, c->sec, k->key, v, "only for backend anon or memfd (backend is %s)",
+                       cfg_backend_name(m));
+    return 0;
+}
+
+static int cfg_hook_memory_host_node(struct cfg_ctx *c, const struct cfg_key *k,
+                                     const char *v)
+{
+    (void)k;
+    if (!v)
+        c->out->memory.host_node = -1;
+    return 0;
+}
+
+/* readonly decides whether the file must be writable, so it is read here,
+ * before the file is checked; its own row reads it again, to the same end. */
+static int cfg_hook_disk_path(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    const struct cfg_key *ro = cfg_key_find(CFG_SEC_DISK, "readonly");
+    struct blk_config *d = c->base;
+    int rc;
+
+    (void)v;
+    if (!ro)
+        return cfg_fail(c, c->file, "%s.readonly: not in the schema", c->sec);
+    if ((rc = cfg_key_load(c, ro)))
+        return rc;
+    return cfg_check_file(c, c->sec, k->key, d->path, true, !d->readonly);
+}
+
+/* queues_requested holds the row's value; queues what the device gets. */
+static int cfg_hook_disk_queues(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    struct blk_config *d = c->base;
+    unsigned vcpus = c->out->vm.vcpus;
+
+    d->queues = v ? d->queues_requested : vcpus;
+    if (d->queues > vcpus) {
+        char src[PATH_MAX + 2 * CFG_NAME_MAX];
+
+        cfg_src(c, c->sec, k->key, src, sizeof(src));
+        log_warn("%s: %s.queues = %u is more than the %u vCPUs; using %u queues",
+                 src, c->sec, d->queues, vcpus, vcpus);
+        d->queues = vcpus;
+    }
+    return 0;
+}
+
+static int cfg_hook_disk_serial(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    for (const char *p = v ? v : ""; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return cfg_bad(c, c->sec, k->key, v, "only printable ASCII allowed");
+    return 0;
+}
+
+static int cfg_hook_net_tap(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    const char *why = cfg_ifname_why(v);
+
+    if (why)
+        return cfg_bad(c, c->sec, k->key, v, "%s", why);
+    strcpy(cfg_field(c, k), v);
+    return 0;
+}
+
+static int cfg_hook_net_mac(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    struct cfg_net *n = c->base;
+    const char *why;
+
+    if (!v) {
+        cfg_net_default_mac(c->out->vm.name, n->index, n->mac);
+        return 0;
+    }
+    if ((why = cfg_mac_why(v, n->mac)))
+        return cfg_bad(c, c->sec, k->key, v, "%s", why);
+    n->mac_given = true;
+    return 0;
+}
+
+static int cfg_hook_net_queues(struct cfg_ctx *c, const struct cfg_key *k, const char *v)
+{
+    struct cfg_net *n = c->base;
+    unsigned vcpus = c->out->vm.vcpus;
+
+    n->queues = v ? n->queues_requested :
+                vcpus < CFG_NET_MAX_PAIRS ? vcpus : CFG_NET_MAX_PAIRS;
+    if (n->queues > vcpus) {
+        char src[PATH_MAX + 2 * CFG_NAME_MAX];
+
+        cfg_src(c, c->sec, k->key, src, sizeof(src));
+        log_warn("%s: %s.queues = %u is more than the %u vCPUs; using %u queue pairs",
+                 src, c->sec, n->queues, vcpus, vcpus);
+        n->queues = vcpus;
+    }
+    return 0;
+}
+
+/* Not relative to the file: the socket is for whoever runs dvmm ctl. */
+static int cfg_hook_control_socket(struct cfg_ctx *c, const struct cfg_key *k,
+                                   const char *v)
+{
+    struct dvmm_config *out = c->out;
+    const char *xdg;
+    char def[PATH_MAX];
+
     if (v) {
         if (!*v)
-            return cfg_bad(c, "control", "socket", v, "empty path");
+            return cfg_bad(c, c->sec, k->key, v, "empty path");
         if (strlen(v) > CFG_SOCKET_MAX)
-            return cfg_bad(c, "control", "socket", v,
+            return cfg_bad(c, c->sec, k->key, v,
                            "longer than %zu bytes, the limit of a unix socket path",
                            CFG_SOCKET_MAX);
         strcpy(out->control.socket, v);
@@ -1060,52 +999,213 @@ static int cfg_control(struct cfg_ctx *c, struct dvmm_config *out)
     return 0;
 }
 
-static int cfg_sandbox(struct cfg_ctx *c, struct dvmm_config *out)
+/* Looked up now, while NSS is still reachable: the switch comes after the
+ * chroot. */
+static int cfg_hook_sandbox_user(struct cfg_ctx *c, const struct cfg_key *k,
+                                 const char *v)
 {
-    static const char *const modes[] = { "yes", "log", "no" };
-    const char *v;
-    unsigned e;
-    int rc;
+    struct dvmm_config *out = c->out;
+    struct passwd *pw;
 
-    if ((rc = cfg_get_enum(c, "sandbox", "seccomp", modes, 3, CFG_SECCOMP_YES, &e)))
-        return rc;
-    out->sandbox.seccomp = (enum cfg_seccomp)e;
-    v = cfg_get(c, "sandbox", "user");
-    if (v) {
-        struct passwd *pw;
+    if (!v)
+        return 0;
+    if (!*v || strlen(v) >= sizeof(out->sandbox.user))
+        return cfg_bad(c, c->sec, k->key, v, "use a user name of 1..63 bytes");
+    errno = 0;
+    pw = getpwnam(v);
+    if (!pw) {
+        bool why = errno && errno != ENOENT && errno != ESRCH;
 
-        if (!*v || strlen(v) >= sizeof(out->sandbox.user))
-            return cfg_bad(c, "sandbox", "user", v, "use a user name of 1..63 bytes");
-        errno = 0;
-        pw = getpwnam(v);
-        if (!pw) {
-            bool why = errno && errno != ENOENT && errno != ESRCH;
-
-            return cfg_bad(c, "sandbox", "user", v, "no such user%s%s", why ? ": " : "",
-                           why ? strerror(errno) : "");
-        }
-        strcpy(out->sandbox.user, v);
-        out->sandbox.uid = (unsigned)pw->pw_uid;
-        out->sandbox.gid = (unsigned)pw->pw_gid;
+        return cfg_bad(c, c->sec, k->key, v, "no such user%s%s", why ? ": " : "",
+                       why ? strerror(errno) : "");
     }
-    v = cfg_get(c, "sandbox", "chroot");
-    if (v) {
-        struct stat st;
-
-        if ((rc = cfg_copy_path(c, "sandbox", "chroot", v, out->sandbox.chroot,
-                                sizeof(out->sandbox.chroot))))
-            return rc;
-        if (stat(out->sandbox.chroot, &st) < 0)
-            return cfg_bad(c, "sandbox", "chroot", v, "%s", strerror(errno));
-        if (!S_ISDIR(st.st_mode))
-            return cfg_bad(c, "sandbox", "chroot", v, "not a directory");
-        /* A reboot loads vm.kernel again by its path, which is outside. */
-        if (out->vm.on_reset == CFG_RESET_REBOOT)
-            return cfg_bad(c, "sandbox", "chroot", v, "needs vm.on_reset = exit: a guest "
-                           "reboot loads vm.kernel again by a path outside the chroot");
-    }
+    strcpy(out->sandbox.user, v);
+    out->sandbox.uid = (unsigned)pw->pw_uid;
+    out->sandbox.gid = (unsigned)pw->pw_gid;
     return 0;
 }
+
+static int cfg_hook_sandbox_chroot(struct cfg_ctx *c, const struct cfg_key *k,
+                                   const char *v)
+{
+    struct stat st;
+
+    if (!v)
+        return 0;
+    if (stat(cfg_field(c, k), &st) < 0)
+        return cfg_bad(c, c->sec, k->key, v, "%s", strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return cfg_bad(c, c->sec, k->key, v, "not a directory");
+    /* A reboot loads vm.kernel again by its path, which is outside. */
+    if (c->out->vm.on_reset == CFG_RESET_REBOOT)
+        return cfg_bad(c, c->sec, k->key, v, "needs vm.on_reset = exit: a guest "
+                       "reboot loads vm.kernel again by a path outside the chroot");
+    return 0;
+}
+
+/* ---- the schema --------------------------------------------------------- */
+
+const struct cfg_section cfg_sections[CFG_SEC_NR] = {
+    [CFG_SEC_VM] = { "vm", 0, NULL },
+    [CFG_SEC_CONSOLE] = { "console", 0, NULL },
+    [CFG_SEC_DEBUG_EXIT] = { "debug-exit", 0, NULL },
+    [CFG_SEC_MEMORY] = { "memory", 0, NULL },
+    [CFG_SEC_DISK] = { "disk", CFG_MAX_DISKS, "disks" },
+    [CFG_SEC_NET] = { "net", CFG_MAX_NETS, "NICs" },
+    [CFG_SEC_MCE] = { "mce", 0, NULL },
+    [CFG_SEC_CONTROL] = { "control", 0, NULL },
+    [CFG_SEC_SANDBOX] = { "sandbox", 0, NULL },
+};
+
+#define CFG_IN(T, f) .off = offsetof(T, f), .size = sizeof(((T *)0)->f)
+#define CFG_AT(f) CFG_IN(struct dvmm_config, f)
+#define CFG_DISK(f) CFG_IN(struct blk_config, f)
+#define CFG_NET(f) CFG_IN(struct cfg_net, f)
+
+static const struct cfg_name cfg_backends[] = {
+    { "anon", GM_ANON, NULL }, { "memfd", GM_MEMFD, NULL },
+    { "hugetlbfs", GM_HUGETLBFS, NULL }, { "dmemfs", GM_DMEMFS, NULL },
+    { NULL, 0, NULL },
+};
+
+static const struct cfg_name cfg_resets[] = {
+    { "reboot", CFG_RESET_REBOOT, "re-run the boot path, same memory" },
+    { "exit", CFG_RESET_EXIT, NULL },
+    { NULL, 0, NULL },
+};
+static const struct cfg_name cfg_caches[] = {
+    { "writeback", BLK_CACHE_WRITEBACK, NULL },
+    { "none", BLK_CACHE_NONE, "O_DIRECT" },
+    { NULL, 0, NULL },
+};
+/* Absent, the field stays BLK_ENGINE_DEFAULT: io_uring when the host has it. */
+static const struct cfg_name cfg_engines[] = {
+    { "io_uring", BLK_ENGINE_IO_URING, NULL },
+    { "threads", BLK_ENGINE_THREADS, NULL },
+    { NULL, 0, NULL },
+};
+static const struct cfg_name cfg_vhosts[] = {
+    { "no", CFG_VHOST_NO, NULL },
+    { "yes", CFG_VHOST_YES, "error if /dev/vhost-net is missing" },
+    { "auto", CFG_VHOST_AUTO, "falls back, says so once" },
+    { NULL, 0, NULL },
+};
+static const struct cfg_name cfg_seccomps[] = {
+    { "yes", CFG_SECCOMP_YES, "a forbidden system call ends dvmm" },
+    { "log", CFG_SECCOMP_LOG, "the kernel logs it, the call goes on" },
+    { "no", CFG_SECCOMP_NO, NULL },
+    { NULL, 0, NULL },
+};
+
+/* Rows of a section are checked in this order, and a hook may read the
+ * rows above it (memory.path reads memory.backend). */
+const struct cfg_key cfg_keys[] = {
+    { .sec = CFG_SEC_VM, .key = "name", .type = CFG_T_CUSTOM, CFG_AT(vm.name),
+      .hook = cfg_hook_vm_name,
+      .values = "1..63 chars of `A-Z a-z 0-9 . _ -`", .def_doc = "file name without `.ini`" },
+    { .sec = CFG_SEC_VM, .key = "vcpus", .type = CFG_T_UINT, CFG_AT(vm.vcpus),
+      .min = 1, .max = UINT64_MAX, .flags = CFG_F_ATLEAST, .def = "1",
+      .hook = cfg_hook_vm_vcpus, .values = "1..min(KVM_CAP_MAX_VCPUS, 255)" },
+    { .sec = CFG_SEC_VM, .key = "memory", .type = CFG_T_SIZE, CFG_AT(vm.memory),
+      .min = CFG_MIN_MEMORY, .def = "256M", .hook = cfg_hook_vm_memory,
+      .note = ", ≤ host RAM, multiple of 4K" },
+    { .sec = CFG_SEC_VM, .key = "kernel", .type = CFG_T_PATH, CFG_AT(vm.kernel),
+      .req = "required", .hook = cfg_hook_vm_kernel,
+      .values = "bzImage, ELF64 vmlinux, or the test guest" },
+    { .sec = CFG_SEC_VM, .key = "initrd", .type = CFG_T_PATH, CFG_AT(vm.initrd),
+      .hook = cfg_hook_vm_initrd, .values = "file", .def_doc = "none" },
+    { .sec = CFG_SEC_VM, .key = "cmdline", .type = CFG_T_STR, CFG_AT(vm.cmdline),
+      .def = "" },
+    { .sec = CFG_SEC_VM, .key = "on_reset", .type = CFG_T_ENUM, CFG_AT(vm.on_reset),
+      .names = cfg_resets, .def = "reboot" },
+
+    { .sec = CFG_SEC_CONSOLE, .key = "enabled", .type = CFG_T_BOOL,
+      CFG_AT(console.enabled), .def = "yes" },
+    { .sec = CFG_SEC_CONSOLE, .key = "input", .type = CFG_T_BOOL, CFG_AT(console.input),
+      .def = "yes", .note = ": the guest reads dvmm's stdin" },
+    { .sec = CFG_SEC_CONSOLE, .key = "output", .type = CFG_T_STR, CFG_AT(console.output),
+      .def = "stdout", .hook = cfg_hook_console_output, .values = "`stdout` or a file" },
+
+    { .sec = CFG_SEC_DEBUG_EXIT, .key = "enabled", .type = CFG_T_BOOL,
+      CFG_AT(debug_exit.enabled), .def = "yes" },
+    { .sec = CFG_SEC_DEBUG_EXIT, .key = "port", .type = CFG_T_UINT, CFG_AT(debug_exit.port),
+      .max = 0xffff, .flags = CFG_F_HEX, .def = "0xf4" },
+    { .sec = CFG_SEC_DEBUG_EXIT, .key = "size", .type = CFG_T_UINT, CFG_AT(debug_exit.size),
+      .max = UINT64_MAX, .def = "4", .hook = cfg_hook_debug_exit_size,
+      .values = "1, 2, 4 (the I/O width)" },
+
+    { .sec = CFG_SEC_MEMORY, .key = "backend", .type = CFG_T_ENUM, CFG_AT(memory.backend),
+      .names = cfg_backends, .def = "anon" },
+    { .sec = CFG_SEC_MEMORY, .key = "path", .type = CFG_T_CUSTOM, CFG_AT(memory.path),
+      .hook = cfg_hook_memory_path, .values = "hugetlbfs/dmemfs mount point or file in one",
+      .def_doc = "required for hugetlbfs/dmemfs" },
+    { .sec = CFG_SEC_MEMORY, .key = "prealloc", .type = CFG_T_BOOL, CFG_AT(memory.prealloc),
+      .def = "no", .note = " (dmemfs always prefaults and zeroes)" },
+    { .sec = CFG_SEC_MEMORY, .key = "thp", .type = CFG_T_BOOL, CFG_AT(memory.thp),
+      .def = "no", .hook = cfg_hook_memory_thp, .note = ", anon/memfd only" },
+    { .sec = CFG_SEC_MEMORY, .key = "host_node", .type = CFG_T_UINT,
+      CFG_AT(memory.host_node), .max = 1023, .hook = cfg_hook_memory_host_node,
+      .note = ": NUMA node for `mbind`", .def_doc = "none" },
+
+    { .sec = CFG_SEC_DISK, .key = "path", .type = CFG_T_PATH, CFG_DISK(path),
+      .req = "required", .hook = cfg_hook_disk_path,
+      .values = "raw image or block device (N = 0..7); two disks share a file only "
+                "if both are readonly" },
+    { .sec = CFG_SEC_DISK, .key = "readonly", .type = CFG_T_BOOL, CFG_DISK(readonly),
+      .def = "no" },
+    { .sec = CFG_SEC_DISK, .key = "queues", .type = CFG_T_UINT, CFG_DISK(queues_requested),
+      .min = 1, .flags = CFG_F_ATLEAST, .hook = cfg_hook_disk_queues,
+      .note = "; more than `vcpus` is clamped with a warning", .def_doc = "vcpus" },
+    { .sec = CFG_SEC_DISK, .key = "queue_size", .type = CFG_T_UINT, CFG_DISK(queue_size),
+      .min = 2, .max = 256, .flags = CFG_F_POW2, .def = "256" },
+    { .sec = CFG_SEC_DISK, .key = "serial", .type = CFG_T_STR, CFG_DISK(serial),
+      .def = "", .hook = cfg_hook_disk_serial, .note = " of printable ASCII (GET_ID)" },
+    { .sec = CFG_SEC_DISK, .key = "cache", .type = CFG_T_ENUM, CFG_DISK(cache),
+      .names = cfg_caches, .def = "writeback" },
+    { .sec = CFG_SEC_DISK, .key = "engine", .type = CFG_T_ENUM, CFG_DISK(engine),
+      .names = cfg_engines, .def_doc = "io_uring when available" },
+
+    { .sec = CFG_SEC_NET, .key = "tap", .type = CFG_T_CUSTOM, CFG_NET(tap),
+      .req = "required: a TAP interface to use or create", .hook = cfg_hook_net_tap,
+      .values = "TAP interface (N = 0..7): used if it exists, else created (up, with "
+                "`mtu`) and removed at exit; 1..15 bytes, no `/`, `:` or space; two NICs "
+                "never share one" },
+    { .sec = CFG_SEC_NET, .key = "mac", .type = CFG_T_CUSTOM, CFG_NET(mac),
+      .hook = cfg_hook_net_mac, .values = "`xx:xx:xx:xx:xx:xx`, unicast, not all zeros",
+      .def_doc = "`02:…` derived from vm.name and N (stable)" },
+    { .sec = CFG_SEC_NET, .key = "queues", .type = CFG_T_UINT, CFG_NET(queues_requested),
+      .min = 1, .max = CFG_NET_MAX_PAIRS, .flags = CFG_F_ATLEAST, .unit = " queue pairs",
+      .hook = cfg_hook_net_queues, .note = "; more than `vcpus` is clamped with a warning",
+      .def_doc = "vcpus (at most 31)" },
+    { .sec = CFG_SEC_NET, .key = "queue_size", .type = CFG_T_UINT, CFG_NET(queue_size),
+      .min = 2, .max = 256, .flags = CFG_F_POW2, .def = "256" },
+    { .sec = CFG_SEC_NET, .key = "mtu", .type = CFG_T_UINT, CFG_NET(mtu),
+      .min = CFG_NET_MIN_MTU, .max = CFG_NET_MAX_MTU, .def = "1500",
+      .note = " (offered with VIRTIO_NET_F_MTU)" },
+    { .sec = CFG_SEC_NET, .key = "vhost", .type = CFG_T_ENUM, CFG_NET(vhost),
+      .names = cfg_vhosts, .def = "no" },
+
+    { .sec = CFG_SEC_MCE, .key = "log", .type = CFG_T_PATH, CFG_AT(mce.log),
+      .values = "file for the JSON event log", .def_doc = "stderr" },
+
+    { .sec = CFG_SEC_CONTROL, .key = "enabled", .type = CFG_T_BOOL,
+      CFG_AT(control.enabled), .def = "yes" },
+    { .sec = CFG_SEC_CONTROL, .key = "socket", .type = CFG_T_CUSTOM, CFG_AT(control.socket),
+      .hook = cfg_hook_control_socket, .values = "path (≤ 107 bytes)",
+      .def_doc = "`$XDG_RUNTIME_DIR/dvmm-NAME.sock`, else `/run/dvmm/NAME.sock`" },
+
+    { .sec = CFG_SEC_SANDBOX, .key = "seccomp", .type = CFG_T_ENUM, CFG_AT(sandbox.seccomp),
+      .names = cfg_seccomps, .def = "yes" },
+    { .sec = CFG_SEC_SANDBOX, .key = "user", .type = CFG_T_CUSTOM, CFG_AT(sandbox.user),
+      .hook = cfg_hook_sandbox_user, .def_doc = "none",
+      .values = "user name: dvmm becomes it (and its group, no capabilities) once "
+                "everything is open; needs root" },
+    { .sec = CFG_SEC_SANDBOX, .key = "chroot", .type = CFG_T_PATH, CFG_AT(sandbox.chroot),
+      .hook = cfg_hook_sandbox_chroot, .def_doc = "none",
+      .values = "directory (may be empty) dvmm enters once everything is open; needs "
+                "`on_reset = exit` and root" },
+};
+const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
 
 /* ---- file reading ------------------------------------------------------ */
 
@@ -1338,11 +1438,51 @@ static dictionary *cfg_ini_load(struct cfg_ctx *c, const char *text, size_t len)
 
 /* ---- entry point -------------------------------------------------------- */
 
+/* Disks are kept sorted by N, whatever the order of their sections. */
+static int cfg_disks(struct cfg_ctx *c)
+{
+    struct dvmm_config *out = c->out;
+    int rc;
+
+    for (unsigned i = 0; i < CFG_MAX_DISKS; i++) {
+        struct blk_config *d = &out->disk[out->ndisks];
+
+        if (!c->disk_seen[i])
+            continue;
+        d->index = i;
+        if ((rc = cfg_section_load(c, CFG_SEC_DISK, i, d)) ||
+            (rc = cfg_disk_shared(c, out, out->ndisks)))
+            return rc;
+        out->ndisks++;
+    }
+    return 0;
+}
+
+static int cfg_nets(struct cfg_ctx *c)
+{
+    struct dvmm_config *out = c->out;
+    int rc;
+
+    for (unsigned i = 0; i < CFG_MAX_NETS; i++) {
+        struct cfg_net *n = &out->net[out->nnets];
+
+        if (!c->net_seen[i])
+            continue;
+        n->index = i;
+        if ((rc = cfg_section_load(c, CFG_SEC_NET, i, n)) ||
+            (rc = cfg_net_shared(c, out, out->nnets)))
+            return rc;
+        out->nnets++;
+    }
+    return 0;
+}
+
 int cfg_load(const char *file, char *const *sets, unsigned nsets,
              const struct cfg_limits *lim, struct dvmm_config *out,
              char *err, size_t errlen)
 {
-    struct cfg_ctx c = { .file = file, .err = err, .errlen = errlen };
+    struct cfg_ctx c = { .file = file, .err = err, .errlen = errlen, .lim = lim,
+                         .out = out };
     char *text = NULL;
     size_t len = 0;
     int rc;
@@ -1381,39 +1521,16 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
         clock_gettime(CLOCK_MONOTONIC, &ts);
         out->t_parsed = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
     }
-    if ((rc = cfg_check_names(&c)) ||
-        (rc = cfg_vm(&c, lim, out)) ||
-        (rc = cfg_console(&c, out)) ||
-        (rc = cfg_debug_exit(&c, out)) ||
-        (rc = cfg_memory(&c, out)))
+    if ((rc = cfg_check_names(&c)))
         goto out;
-    for (unsigned i = 0; i < CFG_MAX_DISKS; i++) {
-        if (!c.disk_seen[i])
-            continue;
-        if ((rc = cfg_disk(&c, i, out->vm.vcpus, &out->disk[out->ndisks])) ||
-            (rc = cfg_disk_shared(&c, out, out->ndisks)))
-            goto out;
-        out->ndisks++;
+    for (int s = 0; s < CFG_SEC_NR && !rc; s++) {
+        if (s == CFG_SEC_DISK)
+            rc = cfg_disks(&c);
+        else if (s == CFG_SEC_NET)
+            rc = cfg_nets(&c);
+        else
+            rc = cfg_section_load(&c, (enum cfg_sec)s, 0, out);
     }
-    for (unsigned i = 0; i < CFG_MAX_NETS; i++) {
-        if (!c.net_seen[i])
-            continue;
-        if ((rc = cfg_net(&c, i, out, &out->net[out->nnets])) ||
-            (rc = cfg_net_shared(&c, out, out->nnets)))
-            goto out;
-        out->nnets++;
-    }
-    if ((rc = cfg_get_str(&c, "mce", "log", "", out->mce.log, sizeof(out->mce.log))))
-        goto out;
-    if (out->mce.log[0]) {
-        char raw[sizeof(out->mce.log)];
-
-        memcpy(raw, out->mce.log, sizeof(raw));
-        if ((rc = cfg_copy_path(&c, "mce", "log", raw, out->mce.log, sizeof(out->mce.log))))
-            goto out;
-    }
-    if ((rc = cfg_control(&c, out)) || (rc = cfg_sandbox(&c, out)))
-        goto out;
 out:
     if (rc && out->vm.kernel_open) {
         close(out->vm.kernel_fd);

@@ -3,9 +3,8 @@
  * section.key and the bad value, and cfg_load returns -EINVAL (-errno for an
  * unreadable file); main turns that into exit code 2 before any VM exists.
  *
- * Sections: [vm] [console] [debug-exit] [memory] [disk.N] [net.N] [mce]
- * [control] [sandbox].
- * Unknown sections and keys are errors, so typos never pass silently. */
+ * The sections and keys are the schema's (vmm/config_schema.h); unknown
+ * ones are errors, so typos never pass silently. */
 #ifndef DVMM_CONFIG_H
 #define DVMM_CONFIG_H
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "vmm/config.h"
+#include "vmm/config_schema.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -695,6 +696,94 @@ static void test_parse_size(void **state)
     assert_int_equal(cfg_parse_size(NULL, &(uint64_t){0}), -EINVAL);
 }
 
+/* ---- the schema ------------------------------------------------------------ */
+
+/* Rows the loader and the README printer can use: a field that fits the
+ * type, enum names, a README text where the type says nothing, and a
+ * default that loads (test_defaults checks what it loads to). */
+static void test_schema_rows(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < cfg_nkeys; i++) {
+        const struct cfg_key *k = &cfg_keys[i];
+        char what[96];
+
+        snprintf(what, sizeof(what), "row %zu (%s.%s)", i, cfg_sections[k->sec].name, k->key);
+        if (k->sec >= CFG_SEC_NR || !k->key || !*k->key || !k->size)
+            fail_msg("%s: no section, key or field", what);
+        for (size_t j = 0; j < i; j++)
+            if (cfg_keys[j].sec == k->sec && !strcmp(cfg_keys[j].key, k->key))
+                fail_msg("%s: listed twice", what);
+        switch (k->type) {
+        case CFG_T_BOOL:
+            if (k->size != sizeof(bool))
+                fail_msg("%s: a bool field is %zu bytes", what, k->size);
+            break;
+        case CFG_T_UINT:
+        case CFG_T_SIZE:
+            if (k->size != 1 && k->size != 2 && k->size != 4 && k->size != 8)
+                fail_msg("%s: a %zu-byte integer", what, k->size);
+            if (k->min > cfg_key_max(k))
+                fail_msg("%s: min above max", what);
+            break;
+        case CFG_T_ENUM:
+            if (!k->names || !k->names[0].name || k->size != sizeof(int))
+                fail_msg("%s: an enum needs names and an int-sized field", what);
+            break;
+        case CFG_T_STR:
+        case CFG_T_PATH:
+            if (k->size < 2)
+                fail_msg("%s: no room for a string", what);
+            break;
+        case CFG_T_CUSTOM:
+            if (!k->hook || !k->values)
+                fail_msg("%s: a custom row needs its hook and README values", what);
+            break;
+        }
+        if (k->req && k->def)
+            fail_msg("%s: required, yet has a default", what);
+    }
+}
+
+static void test_schema_enum_name(void **state)
+{
+    (void)state;
+    assert_string_equal(cfg_enum_name(CFG_SEC_VM, "on_reset", CFG_RESET_EXIT), "exit");
+    assert_string_equal(cfg_enum_name(CFG_SEC_NET, "vhost", CFG_VHOST_AUTO), "auto");
+    assert_string_equal(cfg_enum_name(CFG_SEC_DISK, "engine", BLK_ENGINE_THREADS), "threads");
+    assert_string_equal(cfg_enum_name(CFG_SEC_MEMORY, "backend", GM_DMEMFS), "dmemfs");
+    assert_null(cfg_enum_name(CFG_SEC_DISK, "engine", BLK_ENGINE_DEFAULT));
+    assert_null(cfg_enum_name(CFG_SEC_VM, "vcpus", 1));
+    assert_null(cfg_enum_name(CFG_SEC_VM, "no_such_key", 0));
+}
+
+/* The README table: a header, then one row per key with three cells, with
+ * every '|' inside a cell escaped. */
+static void test_schema_markdown(void **state)
+{
+    static const char head[] = "| key | values | default |\n| --- | --- | --- |\n";
+    char *buf = NULL, *line, *save = NULL;
+    size_t len = 0, rows = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    (void)state;
+    assert_non_null(f);
+    assert_int_equal(cfg_schema_markdown(f), 0);
+    assert_int_equal(fclose(f), 0);
+    assert_true(!strncmp(buf, head, sizeof(head) - 1));
+    for (line = strtok_r(buf + sizeof(head) - 1, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        unsigned bars = 0;
+
+        for (const char *p = line; *p; p++)
+            bars += *p == '|' && (p == line || p[-1] != '\\');
+        if (bars != 4 || strncmp(line, "| `[", 4))
+            fail_msg("not a 3-cell row: '%s'", line);
+        rows++;
+    }
+    assert_int_equal(rows, cfg_nkeys);
+    free(buf);
+}
+
 /* ---- fixture and runner ------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -734,10 +823,11 @@ static int group_teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-#define NGOOD 12
+#define NGOOD 15
 static struct CMUnitTest tests[ARRAY_SIZE(bad_cases) + NGOOD];
 
-int main(void)
+/* --markdown: print README.md's key table (config-readme.t compares). */
+int main(int argc, char **argv)
 {
     static const struct CMUnitTest good[NGOOD] = {
         cmocka_unit_test(test_unreadable_file),
@@ -752,9 +842,15 @@ int main(void)
         cmocka_unit_test(test_control_socket_length),
         cmocka_unit_test(test_block_device_disk),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_schema_rows),
+        cmocka_unit_test(test_schema_markdown),
+        cmocka_unit_test(test_schema_enum_name),
     };
     char *names[ARRAY_SIZE(bad_cases)];
     int rc;
+
+    if (argc == 2 && !strcmp(argv[1], "--markdown"))
+        return cfg_schema_markdown(stdout) ? 1 : 0;
 
     for (size_t i = 0; i < ARRAY_SIZE(bad_cases); i++) {
         if (asprintf(&names[i], "bad config: %s", bad_cases[i].name) < 0)
