@@ -16,7 +16,9 @@
 #include "vmm/kvm.h"
 #include "vmm/kvm_caps.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
 #include "vmm/vm.h"
+#include "vmm/vm_control.h"
 
 #define EXIT_USER 2
 #define MAX_SETS 64
@@ -156,14 +158,14 @@ static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t
     if (!kd->err && kvm_caps_max_vcpus(&kd->caps) < lim.max_vcpus)
         lim.max_vcpus = kvm_caps_max_vcpus(&kd->caps);
     if (t)
-        t[VM_T_KVM_QUERY] = vm_now_ns();
+        t[VM_T_KVM_QUERY] = mono_ns();
     if (cfg_load(c->file, c->sets, c->nsets, &lim, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "dvmm: %s\n", err);
         return -1;
     }
     if (t) {
         t[VM_T_CFG_PARSE] = cfg->t_parsed;
-        t[VM_T_CFG_CHECK] = vm_now_ns();
+        t[VM_T_CFG_CHECK] = mono_ns();
     }
     return 0;
 }
@@ -266,7 +268,8 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
     struct vm *vm = calloc(1, sizeof(*vm));
     struct kvm_dev kd = { .fd = -1 };
-    char err[1024];
+    struct ctl_handlers ctl;
+    struct fail fail;
     struct cli c;
     int ret;
 
@@ -281,9 +284,9 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
         ret = ret == 0x100 ? 0 : EXIT_USER;
         goto out;
     }
-    if (vm_create(vm, cfg, &c.opt, err, sizeof(err)) < 0) {
-        fprintf(stderr, "dvmm: %s\n", err);
-        ret = vm->config_error ? EXIT_USER : 1;
+    if (vm_create(vm, cfg, &c.opt, &fail) < 0) {
+        fprintf(stderr, "dvmm: %s\n", fail.msg);
+        ret = fail.kind == FAIL_USER ? EXIT_USER : 1;
         goto out;
     }
     /* The loader has read the kernel; a reboot opens it by name. */
@@ -291,10 +294,11 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
         close(cfg->vm.kernel_fd);
     cfg->vm.kernel_open = false;
     cfg->vm.kernel_fd = -1;
-    ret = vm_run(vm);
+    vm_control_handlers(vm, &ctl);
+    ret = vm_run(vm, &ctl);
     /* dvmm exits next: the kernel frees the rest (vm_finish). */
     vm_finish(vm);
-    vm->t[VM_T_DONE] = vm_now_ns();
+    vm->t[VM_T_DONE] = mono_ns();
     if (c.opt.trace_startup)
         vm_print_trace(vm->t);
 out:
@@ -310,7 +314,7 @@ out:
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
-    uint64_t t_start = vm_now_ns();
+    uint64_t t_start = mono_ns();
 
     if (!cmd) {
         usage_main(stderr);

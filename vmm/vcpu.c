@@ -11,11 +11,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "guest-mem/gm.h"
+#include "vmm/bus.h"
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
 #include "vmm/sandbox.h"
-#include "vmm/vm.h"
-#include "vmm/vm_mce.h"
+#include "vmm/x86_boot.h"
 
 #define MSR_IA32_TSC            0x10
 #define MSR_IA32_SYSENTER_CS    0x174
@@ -54,34 +56,26 @@ int vcpu_install_kick_handler(void)
     return 0;
 }
 
-int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen)
+int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned idx, char *err,
+                size_t errlen)
 {
     memset(v, 0, sizeof(*v));
-    v->vm = vm;
+    v->env = env;
     v->idx = idx;
     mce_slot_init(&v->mce_slot, -1);
     pthread_mutex_init(&v->mce_lock, NULL);
-    v->fd = ioctl(vm->kvm.vm_fd, KVM_CREATE_VCPU, (unsigned long)idx);
-    if (v->fd < 0) {
-        int e = errno;
-
-        snprintf(err, errlen, "vcpu%u: KVM_CREATE_VCPU: %s", idx, strerror(e));
-        return -e;
-    }
-    v->run = mmap(NULL, (size_t)vm->kvm.run_mmap_size, PROT_READ | PROT_WRITE,
-                  MAP_SHARED, v->fd, 0);
+    v->fd = ioctl(env->vm_fd, KVM_CREATE_VCPU, (unsigned long)idx);
+    if (v->fd < 0)
+        return log_fail(err, errlen, -errno, "vcpu%u: KVM_CREATE_VCPU: %s", idx,
+                        strerror(errno));
+    v->run = mmap(NULL, env->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->fd, 0);
     if (v->run == MAP_FAILED) {
         int e = errno;
 
         v->run = NULL;
-        snprintf(err, errlen, "vcpu%u: mmap kvm_run: %s", idx, strerror(e));
         close(v->fd);
         v->fd = -1;
-        return -e;
-    }
-    if (vm_mce_setup_vcpu(v) < 0) {
-        snprintf(err, errlen, "vcpu%u: KVM_X86_SETUP_MCE failed", idx);
-        return -EINVAL;
+        return log_fail(err, errlen, -e, "vcpu%u: mmap kvm_run: %s", idx, strerror(e));
     }
     return 0;
 }
@@ -89,7 +83,7 @@ int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t e
 void vcpu_destroy(struct vcpu *v)
 {
     if (v->run)
-        munmap(v->run, (size_t)v->vm->kvm.run_mmap_size);
+        munmap(v->run, v->env->run_size);
     if (v->fd >= 0)
         close(v->fd);
     if (v->mce_timer_ok)
@@ -100,20 +94,43 @@ void vcpu_destroy(struct vcpu *v)
     pthread_mutex_destroy(&v->mce_lock);
 }
 
-static int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *name)
+int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *name)
 {
-    if (ioctl(v->fd, req, arg) < 0) {
+    int ret = ioctl(v->fd, req, arg);
+
+    if (ret < 0) {
         int e = errno;
 
         log_err("vcpu%u: %s: %s", v->idx, name, strerror(e));
         return -e;
     }
+    return ret;
+}
+
+int vcpu_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
+{
+    struct {
+        struct kvm_msrs hdr;
+        struct kvm_msr_entry e;
+    } m = { .hdr.nmsrs = 1, .e.index = index };
+    int n = vcpu_ioctl(v, KVM_GET_MSRS, &m, "KVM_GET_MSRS");
+
+    if (n < 0)
+        return n;
+    if (n != 1)
+        return -EINVAL;
+    *val = m.e.data;
     return 0;
+}
+
+void vcpu_report(struct vcpu *v, enum vcpu_event ev)
+{
+    v->env->ops->event(v->env->ctx, v, ev);
 }
 
 static int vcpu_set_cpuid(struct vcpu *v)
 {
-    const struct kvm_cpuid2 *sup = v->vm->kvm.cpuid;
+    const struct kvm_cpuid2 *sup = v->env->cpuid;
     unsigned cap = sup->nent + 16;
     struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + cap * sizeof(c->entries[0]));
     int ret;
@@ -121,7 +138,7 @@ static int vcpu_set_cpuid(struct vcpu *v)
     if (!c)
         return -ENOMEM;
     c->nent = cap;
-    ret = cpuid_build(sup, v->idx, v->vm->nvcpus, c);
+    ret = cpuid_build(sup, v->idx, v->env->nvcpus, c);
     if (ret)
         log_err("vcpu%u: building CPUID: %s", v->idx, strerror(-ret));
     else
@@ -155,12 +172,9 @@ static int vcpu_set_msrs(struct vcpu *v)
         m.e[i].index = init[i].index;
         m.e[i].data = init[i].data;
     }
-    ret = ioctl(v->fd, KVM_SET_MSRS, &m);
-    if (ret < 0) {
-        ret = -errno;
-        log_err("vcpu%u: KVM_SET_MSRS: %s", v->idx, strerror(-ret));
+    ret = vcpu_ioctl(v, KVM_SET_MSRS, &m, "KVM_SET_MSRS");
+    if (ret < 0)
         return ret;
-    }
     if ((unsigned)ret != n) {
         /* KVM stops at the first MSR it refuses; name it. */
         log_err("vcpu%u: KVM_SET_MSRS: MSR 0x%x refused", v->idx, init[ret].index);
@@ -220,7 +234,7 @@ static int vcpu_set_lapic(struct vcpu *v)
 
 static int vcpu_set_boot_regs(struct vcpu *v)
 {
-    const struct x86_boot *b = &v->vm->boot;
+    const struct x86_boot *b = v->env->boot;
     struct kvm_sregs sregs;
     struct kvm_regs regs;
     int ret = vcpu_ioctl(v, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS");
@@ -297,12 +311,14 @@ static void vcpu_read_guest_bytes(struct vcpu *v, uint64_t lin, uint8_t *out,
         unsigned chunk;
         uint8_t *hva;
 
+        /* Not vcpu_ioctl: an address that does not translate is an
+         * answer here, not a failure to log. */
         if (ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid)
             return;
         chunk = 4096 - (unsigned)(tr.physical_address & 4095);
         if (chunk > len - *got)
             chunk = len - *got;
-        hva = gm_gpa_to_hva(&v->vm->gm, tr.physical_address, chunk);
+        hva = gm_gpa_to_hva(v->env->gm, tr.physical_address, chunk);
         if (!hva)
             return;
         memcpy(out + *got, hva, chunk);
@@ -319,11 +335,9 @@ void vcpu_dump(struct vcpu *v, const char *why)
     unsigned got = 0;
 
     fprintf(stderr, "dvmm: vcpu%u: %s\n", v->idx, why);
-    if (ioctl(v->fd, KVM_GET_REGS, &r) < 0 || ioctl(v->fd, KVM_GET_SREGS, &s) < 0) {
-        fprintf(stderr, "dvmm: vcpu%u: cannot read registers: %s\n", v->idx,
-                strerror(errno));
+    if (vcpu_ioctl(v, KVM_GET_REGS, &r, "KVM_GET_REGS") < 0 ||
+        vcpu_ioctl(v, KVM_GET_SREGS, &s, "KVM_GET_SREGS") < 0)
         return;
-    }
     fprintf(stderr,
             "  rip %016llx  rsp %016llx  rflags %016llx\n"
             "  rax %016llx  rbx %016llx  rcx %016llx  rdx %016llx\n"
@@ -355,10 +369,10 @@ static void vcpu_handle_io(struct vcpu *v)
 
     /* Offsets come from KVM, but stay inside the shared page regardless. */
     if (run->io.data_offset + (uint64_t)run->io.size * run->io.count >
-        (uint64_t)v->vm->kvm.run_mmap_size)
+        (uint64_t)v->env->run_size)
         return;
     for (uint32_t i = 0; i < run->io.count; i++) {
-        if (bus_dispatch(&v->vm->pio, run->io.port, data, run->io.size, wr) < 0)
+        if (bus_dispatch(v->env->pio, run->io.port, data, run->io.size, wr) < 0)
             log_debug("vcpu%u: unclaimed %s port 0x%x size %u", v->idx,
                       wr ? "write to" : "read from", run->io.port, run->io.size);
         data += run->io.size;
@@ -370,7 +384,7 @@ static void vcpu_handle_mmio(struct vcpu *v)
     struct kvm_run *run = v->run;
     unsigned len = run->mmio.len > 8 ? 8 : run->mmio.len;
 
-    if (bus_dispatch(&v->vm->mmio, run->mmio.phys_addr, run->mmio.data, len,
+    if (bus_dispatch(v->env->mmio, run->mmio.phys_addr, run->mmio.data, len,
                      run->mmio.is_write) < 0)
         log_debug("vcpu%u: unclaimed MMIO %s GPA 0x%llx len %u", v->idx,
                   run->mmio.is_write ? "write" : "read", run->mmio.phys_addr, len);
@@ -387,7 +401,7 @@ static void vcpu_crash(struct vcpu *v, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     vcpu_dump(v, why);
-    vm_request_exit(v->vm, VM_OUT_CRASH, 1);
+    vcpu_report(v, VCPU_EV_CRASH);
 }
 
 /* Returns false when the vCPU must stop running. */
@@ -413,7 +427,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
             vcpu_dump(v, "guest machine-check shutdown: an uncorrected machine "
                          "check arrived while the previous one was still in "
                          "progress (MCIP set), so the CPU shut down");
-            vm_request_exit(v->vm, VM_OUT_MCE_SHUTDOWN, 1);
+            vcpu_report(v, VCPU_EV_MCE_SHUTDOWN);
             return false;
         }
         vcpu_crash(v, "guest triple fault (KVM_EXIT_SHUTDOWN)");
@@ -430,10 +444,10 @@ static bool vcpu_handle_exit(struct vcpu *v)
     case KVM_EXIT_SYSTEM_EVENT:
         switch (run->system_event.type) {
         case KVM_SYSTEM_EVENT_RESET:
-            vm_request_reset(v->vm);
+            vcpu_report(v, VCPU_EV_RESET);
             return true;
         case KVM_SYSTEM_EVENT_SHUTDOWN:
-            vm_request_exit(v->vm, VM_OUT_RESET, 0);
+            vcpu_report(v, VCPU_EV_POWEROFF);
             return false;
         default:
             vcpu_crash(v, "guest system event %u", run->system_event.type);
@@ -448,17 +462,17 @@ static bool vcpu_handle_exit(struct vcpu *v)
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
+    const struct vcpu_ops *ops = v->env->ops;
+    void *ctx = v->env->ctx;
     char name[16];
     int ret, err;
 
     v->tid = (pid_t)syscall(SYS_gettid);
     snprintf(name, sizeof(name), "vcpu%u", v->idx);
     pthread_setname_np(pthread_self(), name);
-    v->mce_slot.log_fd = v->vm->mce_log_fd;
-    v->mce_slot.encoding = mce_encoding_name(v->vm->mce_enc);
     mce_route_bind_thread(&v->mce_slot);
     if (sandbox_enter(SBX_VCPU, name) < 0) {
-        vm_request_exit(v->vm, VM_OUT_ERROR, 1);
+        vcpu_report(v, VCPU_EV_ERROR);
         return NULL;
     }
 
@@ -466,26 +480,27 @@ static void *vcpu_thread(void *arg)
         /* Clear the kick flag before looking at the requests: a kick that
          * comes after this point sets it again and KVM_RUN returns at once. */
         __atomic_store_n(&v->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (!vm_vcpu_checkpoint(v->vm, v))
+        if (!ops->checkpoint(ctx, v))
             break;
         /* MCE requests are requests too: one queued (and kicked) between
          * the last poll and the clear above would otherwise wait for the
          * guest's next exit, forever in a guest that never exits. */
-        vm_mce_vcpu_poll(v);
-        if (!v->idx && !v->vm->t[VM_T_FIRST_RUN])
-            v->vm->t[VM_T_FIRST_RUN] = vm_now_ns();
+        ops->poll(ctx, v);
+        if (!__atomic_load_n(&v->first_run_ns, __ATOMIC_RELAXED))
+            __atomic_store_n(&v->first_run_ns, mono_ns(), __ATOMIC_RELAXED);
         mce_slot_expect_ar(&v->mce_slot, true);
+        /* Not vcpu_ioctl: EINTR is every kick's normal answer. */
         ret = ioctl(v->fd, KVM_RUN, 0);
         err = errno;
         mce_slot_expect_ar(&v->mce_slot, false);
         /* A memory-failure SIGBUS makes KVM_RUN return (EINTR or with an
          * exit); act on it before anything else. */
-        vm_mce_vcpu_poll(v);
+        ops->poll(ctx, v);
         if (ret < 0) {
             if (err == EINTR || err == EAGAIN)
                 continue;
             log_err("vcpu%u: KVM_RUN: %s", v->idx, strerror(err));
-            vm_request_exit(v->vm, VM_OUT_ERROR, 1);
+            vcpu_report(v, VCPU_EV_ERROR);
             break;
         }
         v->exits++;

@@ -1,6 +1,14 @@
 /* One vCPU: its KVM fd and kvm_run page, its thread, and the KVM_RUN loop
- * that dispatches exits to the buses.  A vCPU parks (for pause and guest
- * reboot) and stops only at the top of its loop, after a kick. */
+ * that dispatches exits to the buses.
+ *
+ * A vCPU does not know the VM.  It sees a vcpu_env: the VM fd, the buses,
+ * guest memory, the supported CPUID and the boot state, which the VM fills
+ * in before the first vcpu_create and leaves alone after; and it reports
+ * upward only through the env's ops (as Firecracker's Vcpu reports through
+ * its exit events, and Cloud Hypervisor's through VmOps): an event for
+ * what ends or resets the guest, a checkpoint at the top of each loop
+ * (where the VM parks it for pause and reboot, or stops it), and a poll
+ * after each KVM_RUN for the machine checks the VM queued for it. */
 #ifndef DVMM_VCPU_H
 #define DVMM_VCPU_H
 
@@ -14,11 +22,47 @@
 
 #include "vmm/mce_route.h"
 
+struct bus;
+struct guest_mem;
+struct x86_boot;
+
 /* What makes a vCPU leave KVM_RUN: vcpu_kick's signal, and the retry timer
  * of a mode=user machine check. */
 #define VCPU_KICK_SIGNAL SIGUSR1
 
-struct vm;
+struct vcpu;
+
+/* What a vCPU tells its VM.  Each ends this vCPU's loop except RESET. */
+enum vcpu_event {
+    VCPU_EV_RESET,              /* the guest asked for a reset */
+    VCPU_EV_POWEROFF,           /* the guest shut itself down */
+    VCPU_EV_CRASH,              /* triple fault, failed entry...: state dumped */
+    VCPU_EV_MCE_SHUTDOWN,       /* shutdown from a #MC while MCIP was set */
+    VCPU_EV_ERROR,              /* a host-side failure on this vCPU */
+};
+
+struct vcpu_ops {
+    /* Top of the loop, before KVM_RUN: parks while the VM wants it, runs
+     * the boot register set-up again after a reboot.  false: leave. */
+    bool (*checkpoint)(void *ctx, struct vcpu *v);
+    /* After each KVM_RUN and at each checkpoint: machine checks waiting. */
+    void (*poll)(void *ctx, struct vcpu *v);
+    void (*event)(void *ctx, struct vcpu *v, enum vcpu_event ev);
+};
+
+/* A vCPU's view of its VM, shared by all of them; read-only once the
+ * first vCPU exists. */
+struct vcpu_env {
+    int vm_fd;
+    size_t run_size;                    /* KVM_GET_VCPU_MMAP_SIZE */
+    const struct kvm_cpuid2 *cpuid;     /* KVM_GET_SUPPORTED_CPUID */
+    unsigned nvcpus;                    /* for the topology in CPUID */
+    struct bus *pio, *mmio;
+    const struct guest_mem *gm;         /* vcpu_dump reads code at RIP */
+    const struct x86_boot *boot;        /* the BSP's entry state */
+    const struct vcpu_ops *ops;
+    void *ctx;
+};
 
 /* An `mce-inject ... mode=user` in progress on one vCPU: the vCPU thread
  * checks at each return from KVM_RUN (a timer kicks it every
@@ -43,7 +87,7 @@ struct vcpu_mce_user {
 };
 
 struct vcpu {
-    struct vm *vm;
+    const struct vcpu_env *env;
     unsigned idx;
     int fd;
     struct kvm_run *run;
@@ -53,6 +97,7 @@ struct vcpu {
     bool reset_on_wake;         /* re-run the boot register setup after a park */
     bool cpuid_set;             /* KVM_SET_CPUID2 done: never again after KVM_RUN */
     uint64_t exits;             /* KVM_RUN returns, for status */
+    uint64_t first_run_ns;      /* first KVM_RUN entered (trace; atomic) */
 
     /* Memory failures: the SIGBUS handler fills mce_slot (AR on this
      * thread); the main thread queues AO events in mce_queue. */
@@ -74,13 +119,21 @@ struct vcpu {
     bool mce_timer_ok;
 };
 
-int vcpu_create(struct vcpu *v, struct vm *vm, unsigned idx, char *err, size_t errlen);
+int vcpu_create(struct vcpu *v, const struct vcpu_env *env, unsigned idx, char *err,
+                size_t errlen);
 void vcpu_destroy(struct vcpu *v);
 /* KVM_SET_CPUID2, once per vCPU (vcpu_reset does it if not yet done). */
 int vcpu_init_cpuid(struct vcpu *v);
 /* Power-on state: CPUID, MSRs, FPU, LAPIC LINT0/LINT1 and, for the BSP, the
- * long-mode entry registers from vm->boot; APs wait for INIT-SIPI-SIPI. */
+ * long-mode entry registers from env->boot; APs wait for INIT-SIPI-SIPI. */
 int vcpu_reset(struct vcpu *v);
+/* One ioctl on the vCPU fd from its own thread or while it is parked:
+ * 0, or -errno logged as "vcpuN: NAME: why". */
+int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *name);
+/* One MSR by KVM_GET_MSRS: 0 or -errno (-EINVAL: KVM returned none). */
+int vcpu_get_msr(struct vcpu *v, uint32_t index, uint64_t *val);
+/* Tell the VM (env->ops->event). */
+void vcpu_report(struct vcpu *v, enum vcpu_event ev);
 int vcpu_start(struct vcpu *v);
 /* Force the vCPU out of KVM_RUN (any thread may call it). */
 void vcpu_kick(struct vcpu *v);

@@ -15,21 +15,10 @@
 #include "guest-mem/overhead.h"
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
 #include "vmm/sandbox.h"
 #include "vmm/term.h"
-#include "vmm/vm_control.h"
-#include "vmm/vm_mce.h"
 #include "vmm/vm_sandbox.h"
-
-#define errf(...) snprintf(err, errlen, __VA_ARGS__)
-
-uint64_t vm_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 void vm_print_trace(const uint64_t *t)
 {
@@ -51,7 +40,8 @@ void vm_print_trace(const uint64_t *t)
     }
 }
 
-void vm_wake_main(struct vm *vm)
+/* Wake the main loop (its event fd). */
+static void vm_wake_main(struct vm *vm)
 {
     uint64_t one = 1;
 
@@ -67,9 +57,8 @@ void vm_request_exit(struct vm *vm, enum vm_outcome out, int status)
         vm->outcome = out;
         vm->status = status;
     }
-    vm->stopping = true;
-    pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
+    park_stop(&vm->park);
     vm_wake_main(vm);
 }
 
@@ -78,8 +67,8 @@ void vm_request_exit(struct vm *vm, enum vm_outcome out, int status)
  * so, since the console is the guest's and the exit status is a reset's. */
 static void vm_report_mce_reset(struct vm *vm)
 {
-    uint64_t at = __atomic_load_n(&vm->mce_last_ns, __ATOMIC_ACQUIRE);
-    uint64_t now = vm_now_ns();
+    uint64_t at = __atomic_load_n(&vm->mce.last_ns, __ATOMIC_ACQUIRE);
+    uint64_t now = mono_ns();
 
     if (!at || now - at > 60ULL * 1000000000ULL)
         return;
@@ -87,9 +76,9 @@ static void vm_report_mce_reset(struct vm *vm)
              "vcpu%d (GPA 0x%llx), likely because of it: a guest kernel that cannot "
              "recover panics (Linux then resets with panic=-1)", vm->cfg->vm.name,
              (double)(now - at) / 1e9,
-             __atomic_load_n(&vm->mce_last_vcpu, __ATOMIC_RELAXED),
-             (unsigned long long)__atomic_load_n(&vm->mce_last_gpa, __ATOMIC_RELAXED));
-    __atomic_store_n(&vm->mce_last_ns, 0, __ATOMIC_RELAXED);
+             __atomic_load_n(&vm->mce.last_vcpu, __ATOMIC_RELAXED),
+             (unsigned long long)__atomic_load_n(&vm->mce.last_gpa, __ATOMIC_RELAXED));
+    __atomic_store_n(&vm->mce.last_ns, 0, __ATOMIC_RELAXED);
 }
 
 void vm_request_reset(struct vm *vm)
@@ -100,57 +89,93 @@ void vm_request_reset(struct vm *vm)
         vm_request_exit(vm, VM_OUT_RESET, 0);
         return;
     }
-    pthread_mutex_lock(&vm->lock);
-    vm->reboot_pending = true;
-    vm->park_request = true;
-    pthread_mutex_unlock(&vm->lock);
+    /* Main parks everyone, reloads and lets them go (vm_reboot). */
+    park_request(&vm->park, PARK_REBOOT);
     vm_wake_main(vm);
 }
 
-bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v)
-{
-    bool stop, reset;
+/* ---- what the vCPUs see (struct vcpu_ops) --------------------------------- */
 
-    pthread_mutex_lock(&vm->lock);
-    if (vm->park_request && !vm->stopping)
-        vm_mce_user_cancel(v, vm->reboot_pending ? "the guest is rebooting"
-                                                 : "the VM is pausing");
-    while (vm->park_request && !vm->stopping) {
-        vm->parked++;
-        pthread_cond_broadcast(&vm->cond);
-        pthread_cond_wait(&vm->cond, &vm->lock);
-        vm->parked--;
-    }
-    stop = vm->stopping;
-    reset = v->reset_on_wake;
-    v->reset_on_wake = false;
-    pthread_mutex_unlock(&vm->lock);
-    if (stop)
+struct vm_park_arg {
+    struct vm *vm;
+    struct vcpu *v;
+};
+
+/* A vCPU about to park: a mode=user machine check it waits to deliver
+ * cannot land while the VM is paused or rebooting. */
+static void vm_vcpu_before_park(void *arg, unsigned reasons)
+{
+    struct vm_park_arg *a = arg;
+
+    vm_mce_user_cancel(&a->vm->mce, a->v, (reasons & PARK_REBOOT) ? "the guest is rebooting"
+                                                                 : "the VM is pausing");
+}
+
+static bool vm_vcpu_checkpoint(void *ctx, struct vcpu *v)
+{
+    struct vm_park_arg a = { .vm = ctx, .v = v };
+
+    if (!park_checkpoint(&a.vm->park, vm_vcpu_before_park, &a))
         return false;
-    if (reset && vcpu_reset(v) < 0) {
-        vm_request_exit(vm, VM_OUT_ERROR, 1);
+    /* Set by vm_reboot while this vCPU was parked. */
+    if (__atomic_exchange_n(&v->reset_on_wake, false, __ATOMIC_ACQ_REL) && vcpu_reset(v) < 0) {
+        vm_request_exit(a.vm, VM_OUT_ERROR, 1);
         return false;
     }
     return true;
 }
 
-static void vm_kick_all(struct vm *vm)
+static void vm_vcpu_poll(void *ctx, struct vcpu *v)
 {
+    struct vm *vm = ctx;
+
+    vm_mce_vcpu_poll(&vm->mce, v);
+}
+
+static void vm_vcpu_event(void *ctx, struct vcpu *v, enum vcpu_event ev)
+{
+    struct vm *vm = ctx;
+
+    (void)v;
+    switch (ev) {
+    case VCPU_EV_RESET:
+        vm_request_reset(vm);
+        break;
+    case VCPU_EV_POWEROFF:
+        vm_request_exit(vm, VM_OUT_RESET, 0);
+        break;
+    case VCPU_EV_CRASH:
+        vm_request_exit(vm, VM_OUT_CRASH, 1);
+        break;
+    case VCPU_EV_MCE_SHUTDOWN:
+        vm_request_exit(vm, VM_OUT_MCE_SHUTDOWN, 1);
+        break;
+    case VCPU_EV_ERROR:
+        vm_request_exit(vm, VM_OUT_ERROR, 1);
+        break;
+    }
+}
+
+static const struct vcpu_ops vm_vcpu_ops = {
+    .checkpoint = vm_vcpu_checkpoint,
+    .poll = vm_vcpu_poll,
+    .event = vm_vcpu_event,
+};
+
+static void vm_kick_all(void *ctx)
+{
+    struct vm *vm = ctx;
+
     for (unsigned i = 0; i < vm->nvcpus; i++)
         vcpu_kick(&vm->vcpus[i]);
 }
 
-/* Park every vCPU; with vm->lock held on return (true), or false when the VM
- * is stopping instead. */
-static bool vm_park_all_locked(struct vm *vm)
+/* vmif's memory_failure: the device's VM is the one around its kvm_vm. */
+static int vm_memory_failure(void *opaque, uint64_t hva, unsigned lsb, const char *origin)
 {
-    vm->park_request = true;
-    pthread_mutex_unlock(&vm->lock);
-    vm_kick_all(vm);
-    pthread_mutex_lock(&vm->lock);
-    while (vm->parked < vm->nvcpus && !vm->stopping)
-        pthread_cond_wait(&vm->cond, &vm->lock);
-    return !vm->stopping;
+    struct vm *vm = (struct vm *)((char *)opaque - offsetof(struct vm, kvm));
+
+    return vm_mce_device_failure(&vm->mce, hva, lsb, origin);
 }
 
 static void vm_on_debug_exit(void *opaque, uint32_t value)
@@ -174,11 +199,9 @@ static int vm_reboot(struct vm *vm)
     char err[512];
     int ret;
 
-    pthread_mutex_lock(&vm->lock);
-    if (!vm_park_all_locked(vm)) {
-        pthread_mutex_unlock(&vm->lock);
+    /* Parked, the vCPUs touch neither guest RAM nor their registers. */
+    if (!park_all(&vm->park, PARK_REBOOT))
         return 0;
-    }
     vm->reboots++;
     log_info("vm %s: guest reset: rebooting (reboot %u, %u poisoned pages kept out of RAM)",
              vm->cfg->vm.name, vm->reboots, gm_poison_list(&vm->gm, NULL, 0));
@@ -194,17 +217,15 @@ static int vm_reboot(struct vm *vm)
             log_err("vm %s: reboot: %s", vm->cfg->vm.name, err);
     }
     for (unsigned i = 0; i < vm->nvcpus; i++)
-        vm->vcpus[i].reset_on_wake = true;
-    vm->reboot_pending = false;
-    vm->park_request = vm->user_paused;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+        __atomic_store_n(&vm->vcpus[i].reset_on_wake, true, __ATOMIC_RELEASE);
+    /* A user's pause stays: they run again on resume. */
+    park_release(&vm->park, PARK_REBOOT);
     if (ret)
         vm_request_exit(vm, VM_OUT_ERROR, 1);
     return ret;
 }
 
-static int vm_open_console(struct vm *vm, char *err, size_t errlen)
+static int vm_open_console(struct vm *vm, struct fail *f)
 {
     const struct dvmm_config *cfg = vm->cfg;
 
@@ -217,13 +238,9 @@ static int vm_open_console(struct vm *vm, char *err, size_t errlen)
     }
     vm->console_fd = open(cfg->console.output,
                           O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (vm->console_fd < 0) {
-        int e = errno;
-
-        errf("%s: console.output = '%s': %s", cfg->file, cfg->console.output,
-             strerror(e));
-        return -e;
-    }
+    if (vm->console_fd < 0)
+        return fail_user(f, -errno, "%s: console.output = '%s': %s", cfg->file,
+                         cfg->console.output, strerror(errno));
     return 0;
 }
 
@@ -273,7 +290,7 @@ static void vm_loader_join(struct vm_loader *l)
 }
 
 int vm_create(struct vm *vm, const struct dvmm_config *cfg,
-              const struct vm_options *opt, char *err, size_t errlen)
+              const struct vm_options *opt, struct fail *f)
 {
     struct vm_loader loader = { .ret = 0 };
     struct kvm_dev own_kvm, *kvm_dev = opt ? opt->kvm : NULL;
@@ -286,108 +303,113 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
         vm->opt = *opt;
     memcpy(vm->t, vm->opt.t, sizeof(vm->t));
     if (!vm->t[VM_T_START])
-        vm->t[VM_T_START] = vm_now_ns();
+        vm->t[VM_T_START] = mono_ns();
     vm->console_fd = -1;
     vm->event_fd = -1;
-    vm->mce_log_fd = -1;
+    vm->mce.log_fd = -1;
+    vm->mce.main_event_fd = -1;
+    vm->mce.gm = &vm->gm;
     vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
-    mce_slot_init(&vm->mce_main, -1);
+    mce_slot_init(&vm->mce.main, -1);
     pthread_mutex_init(&vm->lock, NULL);
-    pthread_cond_init(&vm->cond, NULL);
     /* Before the first thread (gm_open's prefault helpers) exists. */
     ret = sandbox_init(cfg->sandbox.seccomp == CFG_SECCOMP_YES ? SANDBOX_ENFORCE :
                        cfg->sandbox.seccomp == CFG_SECCOMP_LOG ? SANDBOX_LOG : SANDBOX_OFF,
-                       err, errlen);
+                       f->msg, sizeof(f->msg));
     if (ret)
-        return ret;
-    vm->t[VM_T_SANDBOX] = vm_now_ns();
-    if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
-        errf("vm: bus init: %s", strerror(-ret));
-        return ret;
-    }
-    vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vm->event_fd < 0) {
-        ret = -errno;
-        errf("vm: eventfd: %s", strerror(errno));
+        return fail_as(f, FAIL_HOST, ret);
+    vm->t[VM_T_SANDBOX] = mono_ns();
+    if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio")))
+        return fail_host(f, ret, "vm: bus init: %s", strerror(-ret));
+    ret = park_init(&vm->park, vm_kick_all, vm);
+    if (ret) {
+        fail_host(f, ret, "vm: park: %s", strerror(-ret));
         goto fail;
     }
-
-    vm->mce_main.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (vm->mce_main.wake_fd < 0) {
-        ret = -errno;
-        errf("vm: eventfd: %s", strerror(errno));
+    vm->park_ready = true;
+    vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->event_fd < 0) {
+        ret = fail_host(f, -errno, "vm: eventfd: %s", strerror(errno));
+        goto fail;
+    }
+    vm->mce.main_event_fd = vm->event_fd;
+    vm->mce.main.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (vm->mce.main.wake_fd < 0) {
+        ret = fail_host(f, -errno, "vm: eventfd: %s", strerror(errno));
         goto fail;
     }
     if (cfg->mce.log[0]) {
-        vm->mce_log_fd = open(cfg->mce.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (vm->mce_log_fd < 0) {
-            ret = -errno;
-            errf("%s: mce.log = '%s': %s", cfg->file, cfg->mce.log, strerror(errno));
-            vm->config_error = true;
+        vm->mce.log_fd = open(cfg->mce.log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (vm->mce.log_fd < 0) {
+            ret = fail_user(f, -errno, "%s: mce.log = '%s': %s", cfg->file, cfg->mce.log,
+                            strerror(errno));
             goto fail;
         }
     } else {
-        vm->mce_log_fd = STDERR_FILENO;
+        vm->mce.log_fd = STDERR_FILENO;
     }
-    vm->mce_main.log_fd = vm->mce_log_fd;
+    vm->mce.main.log_fd = vm->mce.log_fd;
 
     /* The overhead baseline is for --memstat and the control socket's
      * memstat only: without either, its /proc reads are skipped. */
     mem = cfg->memory;
     mem.no_overhead_base = !vm->opt.memstat && !cfg->control.enabled;
-    ret = gm_open(&vm->gm, &mem, cfg->vm.memory, err, errlen);
+    ret = gm_open(&vm->gm, &mem, cfg->vm.memory, f->msg, sizeof(f->msg));
     if (ret) {
-        vm->config_error = true;
+        fail_as(f, FAIL_USER, ret);
         goto fail;
     }
     vm->gm_open = true;
-    vm->t[VM_T_MEMORY] = vm_now_ns();
+    vm->t[VM_T_MEMORY] = mono_ns();
 
     vm_loader_start(&loader, vm);
-    vm->t[VM_T_LOAD_BEGIN] = vm_now_ns();
+    vm->t[VM_T_LOAD_BEGIN] = mono_ns();
     if (!kvm_dev) {
         kvm_dev_open(&own_kvm);
         kvm_dev = &own_kvm;
     }
-    ret = kvm_vm_create(&vm->kvm, kvm_dev, err, errlen);
-    if (ret)
-        goto fail;
-    vm->t[VM_T_KVM_VM] = vm_now_ns();
-    /* The guest sees the host's vendor (CPUID is passed through), and the
-     * machine-check encoding follows it. */
-    vm->mce_enc = cpuid_vendor_amd(vm->kvm.cpuid) ? MCE_ENC_AMD : MCE_ENC_INTEL;
-    vm->mce_main.encoding = mce_encoding_name(vm->mce_enc);
-    /* Devices report failed pages they touch themselves (vm_mce.c). */
-    vm->kvm.vmif.memory_failure = vm_mce_device_failure;
-    ret = kvm_vm_map_memory(&vm->kvm, &vm->gm);
+    ret = kvm_vm_create(&vm->kvm, kvm_dev, f->msg, sizeof(f->msg));
     if (ret) {
-        errf("vm: registering guest RAM with KVM: %s", strerror(-ret));
+        fail_as(f, FAIL_HOST, ret);
         goto fail;
     }
-    vm->t[VM_T_MEMSLOTS] = vm_now_ns();
+    vm->t[VM_T_KVM_VM] = mono_ns();
+    /* The guest sees the host's vendor (CPUID is passed through), and the
+     * machine-check encoding follows it. */
+    vm->mce.enc = cpuid_vendor_amd(vm->kvm.cpuid) ? MCE_ENC_AMD : MCE_ENC_INTEL;
+    vm->mce.main.encoding = mce_encoding_name(vm->mce.enc);
+    vm->mce.kvm_mce_cap = vm->kvm.mce_cap;
+    /* Devices report failed pages they touch themselves (vm_mce.c). */
+    vm->kvm.vmif.memory_failure = vm_memory_failure;
+    ret = kvm_vm_map_memory(&vm->kvm, &vm->gm);
+    if (ret) {
+        fail_host(f, ret, "vm: registering guest RAM with KVM: %s", strerror(-ret));
+        goto fail;
+    }
+    vm->t[VM_T_MEMSLOTS] = mono_ns();
 
-    ret = vm_open_console(vm, err, errlen);
+    ret = vm_open_console(vm, f);
     if (ret)
         goto fail;
     if ((ret = serial_init(&vm->serial, &vm->pio, SERIAL_COM1_BASE, SERIAL_COM1_IRQ,
                            &vm->kvm.vmif, vm->console_fd)) ||
         (ret = i8042_init(&vm->i8042, &vm->pio, &vm->kvm.vmif, vm_on_i8042_reset, vm)) ||
         (ret = rtc_init(&vm->rtc, &vm->pio))) {
-        errf("vm: legacy devices: %s", strerror(-ret));
+        fail_host(f, ret, "vm: legacy devices: %s", strerror(-ret));
         goto fail;
     }
     if (cfg->debug_exit.enabled) {
         ret = debug_exit_init(&vm->dbg, &vm->pio, cfg->debug_exit.port,
                               cfg->debug_exit.size, vm_on_debug_exit, vm);
         if (ret) {
-            errf("%s: debug-exit.port = 0x%x: port already used by another device",
-                 cfg->file, cfg->debug_exit.port);
+            fail_user(f, ret, "%s: debug-exit.port = 0x%x: port already used by another device",
+                      cfg->file, cfg->debug_exit.port);
             goto fail;
         }
     }
     ret = pci_init(&vm->pci, &vm->pio, &vm->mmio, &vm->kvm.vmif);
     if (ret) {
-        errf("vm: PCI host bridge: %s", strerror(-ret));
+        fail_host(f, ret, "vm: PCI host bridge: %s", strerror(-ret));
         goto fail;
     }
     vm->pci_ready = true;
@@ -397,17 +419,16 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     if (cfg->ndisks) {
         vm->disks = calloc(cfg->ndisks, sizeof(*vm->disks));
         if (!vm->disks) {
-            ret = -ENOMEM;
-            errf("vm: out of memory for %u disks", cfg->ndisks);
+            ret = fail_host(f, -ENOMEM, "vm: out of memory for %u disks", cfg->ndisks);
             goto fail;
         }
     }
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         ret = blk_init(&vm->disks[i], &cfg->disk[i], &vm->pci, &vm->kvm.vmif, &vm->gm,
-                       err, errlen);
+                       f->msg, sizeof(f->msg));
         if (ret) {
             /* blk_init's messages name disk.N.<key>: the user's disk. */
-            vm->config_error = ret != -ENOMEM;
+            fail_as(f, ret == -ENOMEM ? FAIL_HOST : FAIL_USER, ret);
             goto fail;
         }
         vm->ndisks++;
@@ -415,69 +436,80 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     if (cfg->nnets) {
         vm->nets = calloc(cfg->nnets, sizeof(*vm->nets));
         if (!vm->nets) {
-            ret = -ENOMEM;
-            errf("vm: out of memory for %u NICs", cfg->nnets);
+            ret = fail_host(f, -ENOMEM, "vm: out of memory for %u NICs", cfg->nnets);
             goto fail;
         }
     }
     for (unsigned i = 0; i < cfg->nnets; i++) {
         ret = net_init(&vm->nets[i], &cfg->net[i], NULL, &vm->pci, &vm->kvm.vmif, &vm->gm,
-                       err, errlen);
+                       f->msg, sizeof(f->msg));
         if (ret) {
             /* net_init's messages name net.N.<key>: the user's TAP or vhost. */
-            vm->config_error = ret != -ENOMEM;
+            fail_as(f, ret == -ENOMEM ? FAIL_HOST : FAIL_USER, ret);
             goto fail;
         }
         vm->nnets++;
     }
 
-    vm->t[VM_T_DEVICES] = vm_now_ns();
+    vm->t[VM_T_DEVICES] = mono_ns();
 
     vm->nvcpus = cfg->vm.vcpus;
     vm->vcpus = calloc(vm->nvcpus, sizeof(*vm->vcpus));
     if (!vm->vcpus) {
-        ret = -ENOMEM;
-        errf("vm: out of memory for %u vCPUs", vm->nvcpus);
+        ret = fail_host(f, -ENOMEM, "vm: out of memory for %u vCPUs", vm->nvcpus);
         goto fail;
     }
+    vm->vcpu_env = (struct vcpu_env){
+        .vm_fd = vm->kvm.vm_fd, .run_size = (size_t)vm->kvm.run_mmap_size,
+        .cpuid = vm->kvm.cpuid, .nvcpus = vm->nvcpus, .pio = &vm->pio, .mmio = &vm->mmio,
+        .gm = &vm->gm, .boot = &vm->boot, .ops = &vm_vcpu_ops, .ctx = vm,
+    };
     for (unsigned i = 0; i < vm->nvcpus; i++)
         vm->vcpus[i].fd = -1;
     for (unsigned i = 0; i < vm->nvcpus; i++) {
-        ret = vcpu_create(&vm->vcpus[i], vm, i, err, errlen);
-        if (ret)
+        ret = vcpu_create(&vm->vcpus[i], &vm->vcpu_env, i, f->msg, sizeof(f->msg));
+        if (ret) {
+            fail_as(f, FAIL_HOST, ret);
             goto fail;
+        }
+        if (vm_mce_setup_vcpu(&vm->mce, &vm->vcpus[i]) < 0) {
+            ret = fail_host(f, -EINVAL, "vcpu%u: KVM_X86_SETUP_MCE failed", i);
+            goto fail;
+        }
     }
-    vm->t[VM_T_VCPU_CREATE] = vm_now_ns();
+    vm->mce.vcpus = vm->vcpus;
+    vm->mce.nvcpus = vm->nvcpus;
+    park_set_nvcpus(&vm->park, vm->nvcpus);
+    vm->t[VM_T_VCPU_CREATE] = mono_ns();
 
     /* The vCPUs' registers come from vm->boot. */
     vm_loader_join(&loader);
-    vm->t[VM_T_LOAD_JOIN] = vm_now_ns();
+    vm->t[VM_T_LOAD_JOIN] = mono_ns();
     vm->t[VM_T_KERNEL] = vm->boot.t_kernel;
     vm->t[VM_T_INITRD] = cfg->vm.initrd[0] ? vm->boot.t_initrd : 0;
     vm->t[VM_T_BOOT_TABLES] = vm->boot.t_tables;
     if (loader.ret) {
-        ret = loader.ret;
-        snprintf(err, errlen, "%s", loader.err);
-        vm->config_error = true;   /* a kernel or initrd the user named */
+        /* A kernel or initrd the user named. */
+        ret = fail_user(f, loader.ret, "%s", loader.err);
         goto fail;
     }
 
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         ret = vcpu_init_cpuid(&vm->vcpus[i]);
         if (ret) {
-            errf("vcpu%u: CPUID: %s", i, strerror(-ret));
+            fail_host(f, ret, "vcpu%u: CPUID: %s", i, strerror(-ret));
             goto fail;
         }
     }
-    vm->t[VM_T_VCPU_CPUID] = vm_now_ns();
+    vm->t[VM_T_VCPU_CPUID] = mono_ns();
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         ret = vcpu_reset(&vm->vcpus[i]);
         if (ret) {
-            errf("vcpu%u: initial state: %s", i, strerror(-ret));
+            fail_host(f, ret, "vcpu%u: initial state: %s", i, strerror(-ret));
             goto fail;
         }
     }
-    vm->t[VM_T_VCPU_RESET] = vm_now_ns();
+    vm->t[VM_T_VCPU_RESET] = mono_ns();
     return 0;
 fail:
     /* The loader writes guest RAM, which vm_destroy unmaps. */
@@ -488,10 +520,8 @@ fail:
 
 static void vm_stop_vcpus(struct vm *vm)
 {
-    pthread_mutex_lock(&vm->lock);
-    vm->stopping = true;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+    if (vm->park_ready)
+        park_stop(&vm->park);
     vm_kick_all(vm);
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         if (vm->vcpus[i].thread_started) {
@@ -571,7 +601,7 @@ static int vm_handle_signal(struct vm *vm, struct vm_loop *l)
     return 1;
 }
 
-int vm_run(struct vm *vm)
+int vm_run(struct vm *vm, const struct ctl_handlers *ctl)
 {
     struct vm_loop l = { .epfd = -1, .sigfd = -1 };
     struct term term = { .fd = -1 };
@@ -595,11 +625,11 @@ int vm_run(struct vm *vm)
         ret = 1;
         goto out;
     }
-    mce_route_bind_thread(&vm->mce_main);
-    if (vm->cfg->control.enabled) {
+    mce_route_bind_thread(&vm->mce.main);
+    if (vm->cfg->control.enabled && ctl) {
         char err[512];
 
-        vm_control_handlers(vm, &vm->ctl_h);
+        vm->ctl_h = *ctl;
         if (ctl_server_open(&vm->ctl, vm->cfg->control.socket, &vm->ctl_h, err,
                             sizeof(err)) < 0) {
             log_err("%s", err);
@@ -614,7 +644,7 @@ int vm_run(struct vm *vm)
         }
     }
     if (vm_loop_add(l.epfd, l.sigfd, EPOLLIN) || vm_loop_add(l.epfd, vm->event_fd, EPOLLIN) ||
-        vm_loop_add(l.epfd, vm->mce_main.wake_fd, EPOLLIN)) {
+        vm_loop_add(l.epfd, vm->mce.main.wake_fd, EPOLLIN)) {
         log_err("vm: epoll_ctl: %s", strerror(errno));
         ret = 1;
         goto out;
@@ -626,16 +656,14 @@ int vm_run(struct vm *vm)
     }
 
     /* Everything is open: [sandbox] chroot and user, before any thread exists. */
-    if (vm_sandbox_confine(vm) < 0) {
+    if (vm_sandbox_confine(vm->cfg, vm->ctl_open ? &vm->ctl : NULL) < 0) {
         ret = 1;
         goto out;
     }
     /* The vCPUs filter themselves and then wait at their first checkpoint
      * until main is in its sandbox too: no guest code runs before. */
-    pthread_mutex_lock(&vm->lock);
-    vm->park_request = true;
-    pthread_mutex_unlock(&vm->lock);
-    vm->t[VM_T_RUN_SETUP] = vm_now_ns();
+    park_request(&vm->park, PARK_START);
+    vm->t[VM_T_RUN_SETUP] = mono_ns();
     for (unsigned i = 0; i < vm->nvcpus; i++) {
         if (vcpu_start(&vm->vcpus[i]) < 0) {
             vm_request_exit(vm, VM_OUT_ERROR, 1);
@@ -644,10 +672,7 @@ int vm_run(struct vm *vm)
     }
     if (sandbox_enter(SBX_MAIN, "main") < 0)
         vm_request_exit(vm, VM_OUT_ERROR, 1);
-    pthread_mutex_lock(&vm->lock);
-    vm->park_request = vm->user_paused;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
+    park_release(&vm->park, PARK_START);
 
     for (;;) {
         struct epoll_event ev[8];
@@ -667,9 +692,9 @@ int vm_run(struct vm *vm)
 
                 if (read(vm->event_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
                     log_err("vm: event_fd read: %s", strerror(errno));
-                vm_mce_user_poll(vm);
-            } else if (ev[i].data.fd == vm->mce_main.wake_fd) {
-                vm_mce_main_poll(vm);
+                vm_mce_user_poll(&vm->mce, vm->ctl_open ? &vm->ctl : NULL);
+            } else if (ev[i].data.fd == vm->mce.main.wake_fd) {
+                vm_mce_main_poll(&vm->mce);
             } else if (vm->ctl_open && ev[i].data.fd == ctl_server_fd(&vm->ctl)) {
                 ctl_server_dispatch(&vm->ctl);
             } else if (ev[i].data.fd == STDIN_FILENO && !l.npending) {
@@ -679,16 +704,14 @@ int vm_run(struct vm *vm)
         if (l.npending)
             vm_console_input(vm, &l);
 
-        pthread_mutex_lock(&vm->lock);
-        stop = vm->stopping;
-        reboot = vm->reboot_pending;
-        pthread_mutex_unlock(&vm->lock);
+        stop = park_stopping(&vm->park);
+        reboot = park_is(&vm->park, PARK_REBOOT);
         if (stop)
             break;
         if (reboot)
             vm_reboot(vm);
     }
-    vm->t[VM_T_EXIT] = vm_now_ns();
+    vm->t[VM_T_EXIT] = mono_ns();
     vm_stop_vcpus(vm);
     ret = vm->status;
     vm_report_outcome(vm);
@@ -759,12 +782,17 @@ void vm_destroy(struct vm *vm)
     if (vm->event_fd >= 0)
         close(vm->event_fd);
     vm->event_fd = -1;
-    if (vm->mce_main.wake_fd >= 0)
-        close(vm->mce_main.wake_fd);
-    vm->mce_main.wake_fd = -1;
-    if (vm->mce_log_fd > STDERR_FILENO)
-        close(vm->mce_log_fd);
-    vm->mce_log_fd = -1;
+    if (vm->mce.main.wake_fd >= 0)
+        close(vm->mce.main.wake_fd);
+    vm->mce.main.wake_fd = -1;
+    if (vm->mce.log_fd > STDERR_FILENO)
+        close(vm->mce.log_fd);
+    vm->mce.log_fd = -1;
+    vm->mce.vcpus = NULL;
+    vm->mce.nvcpus = 0;
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
+    if (vm->park_ready)
+        park_destroy(&vm->park);
+    vm->park_ready = false;
 }

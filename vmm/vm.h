@@ -1,7 +1,8 @@
 /* The VM: config, guest memory, KVM, buses, devices and vCPUs, and the
- * lifecycle that joins them.  vCPU threads report events (exit, reset,
- * crash) through vm_request_*; the main thread waits on vm->event_fd and
- * acts on them, so every teardown happens on the main thread. */
+ * lifecycle that joins them.  vCPUs see only their vcpu_env and report
+ * through its ops (vmm/vcpu.h); devices and the control socket end the
+ * VM with vm_request_*.  The main thread waits on vm->event_fd and acts,
+ * so every teardown happens on the main thread. */
 #ifndef DVMM_VM_H
 #define DVMM_VM_H
 
@@ -15,14 +16,16 @@
 #include "vmm/bus.h"
 #include "vmm/config.h"
 #include "vmm/debug_exit.h"
+#include "vmm/fail.h"
 #include "vmm/i8042.h"
 #include "vmm/control.h"
 #include "vmm/kvm.h"
-#include "vmm/mce_route.h"
+#include "vmm/park.h"
 #include "vmm/pci.h"
 #include "vmm/rtc.h"
 #include "vmm/serial.h"
 #include "vmm/vcpu.h"
+#include "vmm/vm_mce.h"
 #include "vmm/x86_boot.h"
 
 enum vm_outcome {
@@ -82,7 +85,6 @@ struct vm_options {
     struct kvm_dev *kvm;
 };
 
-uint64_t vm_now_ns(void);
 /* One line per stage with its duration, to stderr. */
 void vm_print_trace(const uint64_t *t);
 
@@ -104,55 +106,41 @@ struct vm {
     struct net *nets;           /* cfg->nnets virtio-net devices */
     unsigned nnets;             /* how many were initialised */
     struct x86_boot boot;
+    struct vcpu_env vcpu_env;   /* what the vCPUs see of all this */
     struct vcpu *vcpus;
     unsigned nvcpus;
+    struct park park;           /* pause, reboot, start gate, stop */
+    bool park_ready;
+    struct vm_mce mce;
     int console_fd;             /* where guest serial output goes */
     int event_fd;               /* vCPU -> main thread wake-up */
-    bool config_error;          /* vm_create failed on something the user named */
-    int mce_log_fd;             /* JSON lines, one per memory-failure event */
-    struct mce_slot mce_main;   /* SIGBUS MCE events taken by the main thread */
-    enum mce_encoding mce_enc;  /* by the guest's CPUID vendor */
-    /* The last #MC injected (CLOCK_MONOTONIC ns, 0: none; atomic), so that a
-     * guest reset right after one can be reported as its likely outcome. */
-    uint64_t mce_last_ns;
-    int mce_last_vcpu;
-    uint64_t mce_last_gpa;
     uint64_t t[VM_T_NR];        /* start-up trace */
     struct ctl_server ctl;
     struct ctl_handlers ctl_h;
     bool ctl_open;
+    unsigned reboots;           /* main thread only */
 
-    pthread_mutex_t lock;       /* protects everything below */
-    pthread_cond_t cond;
-    bool stopping;              /* vCPUs must leave their loops */
-    bool park_request;          /* vCPUs must park (pause, reboot) */
-    bool user_paused;
-    bool reboot_pending;
-    unsigned parked;
+    pthread_mutex_t lock;       /* protects the outcome */
     enum vm_outcome outcome;
     int status;                 /* process exit status for the outcome */
-    unsigned reboots;
 };
 
-/* Build everything from cfg (no vCPU runs yet).  On error, err holds one line
- * and the VM is torn down. */
+/* Build everything from cfg (no vCPU runs yet).  On error, f says what
+ * and whose it is, and the VM is torn down. */
 int vm_create(struct vm *vm, const struct dvmm_config *cfg,
-              const struct vm_options *opt, char *err, size_t errlen);
+              const struct vm_options *opt, struct fail *f);
 /* Start the vCPUs and run the main event loop until the VM ends; returns the
- * process exit status. */
-int vm_run(struct vm *vm);
+ * process exit status.  ctl: the control socket's handlers, used when the
+ * config enables the socket (vm_control_handlers makes them). */
+int vm_run(struct vm *vm, const struct ctl_handlers *ctl);
 void vm_destroy(struct vm *vm);
 /* The end of a run that is over for good: only what must happen before
  * the process exits (disks drained and synced, TAPs given back); the rest
  * is left to the kernel's exit.  Use vm_destroy for a VM that lives on. */
 void vm_finish(struct vm *vm);
 
-/* Called from vCPU/device context.  The first outcome wins. */
+/* Any thread.  The first outcome wins. */
 void vm_request_exit(struct vm *vm, enum vm_outcome out, int status);
 void vm_request_reset(struct vm *vm);
-/* vCPU side of parking: returns false when the vCPU must stop. */
-bool vm_vcpu_checkpoint(struct vm *vm, struct vcpu *v);
-/* Wake the main loop (its event fd), e.g. for a vCPU's finished request. */
-void vm_wake_main(struct vm *vm);
 
 #endif

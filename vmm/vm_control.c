@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/ioctl.h>
 
 #include "guest-mem/overhead.h"
 #include "vmm/log.h"
@@ -97,11 +96,8 @@ static int vmc_status(void *opaque, json_object *reply)
 {
     struct vm *vm = opaque;
     json_object *cpus = json_object_new_array();
-    bool paused;
+    bool paused = park_is(&vm->park, PARK_USER);
 
-    pthread_mutex_lock(&vm->lock);
-    paused = vm->user_paused;
-    pthread_mutex_unlock(&vm->lock);
     json_object_object_add(reply, "name", json_object_new_string(vm->cfg->vm.name));
     json_object_object_add(reply, "state", json_object_new_string(paused ? "paused" : "running"));
     json_object_object_add(reply, "memory", json_object_new_int64((int64_t)vm->cfg->vm.memory));
@@ -112,7 +108,7 @@ static int vmc_status(void *opaque, json_object *reply)
     json_object_object_add(reply, "poisoned_pages",
                            json_object_new_int((int)gm_poison_list(&vm->gm, NULL, 0)));
     json_object_object_add(reply, "mce_encoding",
-                           json_object_new_string(mce_encoding_name(vm->mce_enc)));
+                           json_object_new_string(mce_encoding_name(vm->mce.enc)));
     if (vm->nvcpus && vm->vcpus[0].mcg_cap)
         json_object_object_add(reply, "mcg_cap", vmc_hex(vm->vcpus[0].mcg_cap));
     for (unsigned i = 0; i < vm->nvcpus; i++) {
@@ -153,12 +149,16 @@ static int vmc_memstat(void *opaque, json_object *reply)
 
 static int vmc_mce_inject(void *opaque, const struct ctl_mce_req *req, json_object *reply)
 {
-    return vm_mce_inject(opaque, req, reply);
+    struct vm *vm = opaque;
+
+    return vm_mce_inject(&vm->mce, req, reply);
 }
 
 static int vmc_hwpoison(void *opaque, uint64_t gpa, json_object *reply)
 {
-    return vm_mce_hwpoison(opaque, gpa, reply);
+    struct vm *vm = opaque;
+
+    return vm_mce_hwpoison(&vm->mce, gpa, reply);
 }
 
 static int vmc_poisoned(void *opaque, json_object *reply)
@@ -179,64 +179,29 @@ static int vmc_poisoned(void *opaque, json_object *reply)
     return 0;
 }
 
-/* The pause and resume commands; vm.c parks and releases the vCPUs. */
-static int vmc_pause_vm(struct vm *vm)
-{
-    pthread_mutex_lock(&vm->lock);
-    vm->user_paused = true;
-    if (!vm->park_request) {
-        vm->park_request = true;
-        pthread_mutex_unlock(&vm->lock);
-        for (unsigned i = 0; i < vm->nvcpus; i++)
-            vcpu_kick(&vm->vcpus[i]);
-        pthread_mutex_lock(&vm->lock);
-    }
-    /* Answer "paused" only once no vCPU runs guest code. */
-    while (vm->parked < vm->nvcpus && !vm->stopping)
-        pthread_cond_wait(&vm->cond, &vm->lock);
-    pthread_mutex_unlock(&vm->lock);
-    return 0;
-}
-
-static int vmc_resume_vm(struct vm *vm)
-{
-    pthread_mutex_lock(&vm->lock);
-    vm->user_paused = false;
-    /* A pending reboot keeps the vCPUs parked until it is done. */
-    if (!vm->reboot_pending)
-        vm->park_request = false;
-    pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
-    return 0;
-}
-
+/* Answer "paused" only once no vCPU runs guest code; a pause during a
+ * guest reboot stays after it (vmm/park.h). */
 static int vmc_pause(void *opaque, json_object *reply)
 {
+    struct vm *vm = opaque;
+
     (void)reply;
-    return vmc_pause_vm(opaque);
+    park_all(&vm->park, PARK_USER);
+    return 0;
 }
 
 static int vmc_resume(void *opaque, json_object *reply)
 {
+    struct vm *vm = opaque;
+
     (void)reply;
-    return vmc_resume_vm(opaque);
+    park_release(&vm->park, PARK_USER);
+    return 0;
 }
 
 /* ---- vcpu-state --------------------------------------------------------- */
 
 #define VMC_RFLAGS_IF      (1ULL << 9)
-
-/* One ioctl on a parked vCPU's fd, logged with the vCPU on failure. */
-static int vmc_vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *what)
-{
-    if (ioctl(v->fd, req, arg) < 0) {
-        int err = errno;
-
-        log_warn("vcpu%u: vcpu-state: %s: %s", v->idx, what, strerror(err));
-        return -err;
-    }
-    return 0;
-}
 
 /* MCG_STATUS and, when the vCPU has it, the bank dvmm injects into
  * (MCE_BANK): CTL, STATUS, ADDR, MISC.  One KVM_GET_MSRS for all, so they
@@ -255,12 +220,9 @@ static int vmc_vcpu_msrs(struct vcpu *v, json_object *reply)
     m.e[0].index = MCE_MSR_MCG_STATUS;
     for (unsigned i = 0; i < 4; i++)
         m.e[1 + i].index = MCE_MSR_MCI(MCE_BANK, i);
-    n = ioctl(v->fd, KVM_GET_MSRS, &m);
-    if (n < 0) {
-        n = errno;
-        log_warn("vcpu%u: vcpu-state: KVM_GET_MSRS: %s", v->idx, strerror(n));
-        return -n;
-    }
+    n = vcpu_ioctl(v, KVM_GET_MSRS, &m, "vcpu-state: KVM_GET_MSRS");
+    if (n < 0)
+        return n;
     if ((unsigned)n != m.hdr.nmsrs) {
         /* KVM stops at the first MSR it refuses: name it. */
         log_warn("vcpu%u: vcpu-state: KVM_GET_MSRS read %d of %u MSRs (0x%x refused)",
@@ -340,9 +302,9 @@ static int vmc_vcpu_read(struct vcpu *v, json_object *reply)
     struct kvm_vcpu_events e;
     int ret;
 
-    if ((ret = vmc_vcpu_ioctl(v, KVM_GET_REGS, &r, "KVM_GET_REGS")) ||
-        (ret = vmc_vcpu_ioctl(v, KVM_GET_SREGS, &s, "KVM_GET_SREGS")) ||
-        (ret = vmc_vcpu_ioctl(v, KVM_GET_VCPU_EVENTS, &e, "KVM_GET_VCPU_EVENTS")))
+    if ((ret = vcpu_ioctl(v, KVM_GET_REGS, &r, "vcpu-state: KVM_GET_REGS")) < 0 ||
+        (ret = vcpu_ioctl(v, KVM_GET_SREGS, &s, "vcpu-state: KVM_GET_SREGS")) < 0 ||
+        (ret = vcpu_ioctl(v, KVM_GET_VCPU_EVENTS, &e, "vcpu-state: KVM_GET_VCPU_EVENTS")) < 0)
         return ret;
     json_object_object_add(reply, "rip", vmc_hex(r.rip));
     json_object_object_add(reply, "cs", vmc_hex(s.cs.selector));
@@ -363,7 +325,7 @@ static int vmc_vcpu_read(struct vcpu *v, json_object *reply)
 static int vmc_vcpu_state(void *opaque, unsigned idx, json_object *reply)
 {
     struct vm *vm = opaque;
-    bool was_paused, stopping;
+    bool was_paused;
     int ret;
 
     if (idx >= vm->nvcpus) {
@@ -374,15 +336,9 @@ static int vmc_vcpu_state(void *opaque, unsigned idx, json_object *reply)
         json_object_object_add(reply, "error", json_object_new_string(msg));
         return -ENODEV;
     }
-    pthread_mutex_lock(&vm->lock);
-    was_paused = vm->user_paused;
-    pthread_mutex_unlock(&vm->lock);
-    if (!was_paused)
-        vmc_pause_vm(vm);
-    pthread_mutex_lock(&vm->lock);
-    stopping = vm->stopping;
-    pthread_mutex_unlock(&vm->lock);
-    if (stopping) {
+    /* On main, as pause and resume are: nothing changes it meanwhile. */
+    was_paused = park_is(&vm->park, PARK_USER);
+    if (!park_all(&vm->park, PARK_USER)) {
         /* The vCPUs may be leaving or gone: nothing consistent to read. */
         json_object_object_add(reply, "error",
                                json_object_new_string("vcpu-state: the VM is stopping"));
@@ -392,7 +348,7 @@ static int vmc_vcpu_state(void *opaque, unsigned idx, json_object *reply)
         ret = vmc_vcpu_read(&vm->vcpus[idx], reply);
     }
     if (!was_paused)
-        vmc_resume_vm(vm);
+        park_release(&vm->park, PARK_USER);
     json_object_object_add(reply, "resumed", json_object_new_boolean(!was_paused));
     return ret;
 }

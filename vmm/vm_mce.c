@@ -13,8 +13,10 @@
 
 #include "vmm/cpuid.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
+#include "guest-mem/gm.h"
 #include "vmm/mce_route.h"
-#include "vmm/vm.h"
+#include "vmm/vcpu.h"
 
 /* mode=user: how often a waiting vCPU is made to leave KVM_RUN to look. */
 #define MCE_USER_RETRY_NS   1000000ULL
@@ -23,29 +25,11 @@
 #define sigev_notify_thread_id _sigev_un._tid
 #endif
 
-static int vm_mce_get_msr(struct vcpu *v, uint32_t index, uint64_t *val)
-{
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e;
-    } m = { .hdr.nmsrs = 1, .e.index = index };
-    int n = ioctl(v->fd, KVM_GET_MSRS, &m);
-
-    if (n < 0)
-        return -errno;
-    if (n != 1)
-        return -EINVAL;
-    *val = m.e.data;
-    return 0;
-}
-
 /* Says, once, what the guest's MCG_CAP really is against what was asked:
  * KVM on SVM keeps only bits 8:0, so MCG_SER_P never reaches the guest
  * although KVM_X86_GET_MCE_CAP_SUPPORTED offers it. */
-static void vm_mce_report_cap(struct vcpu *v, uint64_t asked, int ret)
+static void vm_mce_report_cap(struct vcpu *v, enum mce_encoding enc, uint64_t asked, int ret)
 {
-    enum mce_encoding enc = v->vm->mce_enc;
-
     if (ret < 0) {
         log_warn("vcpu0: reading MCG_CAP back after KVM_X86_SETUP_MCE 0x%llx: %s",
                  (unsigned long long)asked, strerror(-ret));
@@ -70,36 +54,34 @@ static void vm_mce_report_cap(struct vcpu *v, uint64_t asked, int ret)
                                          : "KVM does not offer it");
 }
 
-int vm_mce_setup_vcpu(struct vcpu *v)
+int vm_mce_setup_vcpu(struct vm_mce *m, struct vcpu *v)
 {
-    uint64_t cap = mce_mcg_cap(v->vm->kvm.mce_cap);
+    uint64_t cap = mce_mcg_cap(m->kvm_mce_cap);
     int ret;
 
+    v->mce_slot.log_fd = m->log_fd;
+    v->mce_slot.encoding = mce_encoding_name(m->enc);
     if (!cap) {
         log_warn("vcpu%u: KVM offers %llu MCE banks, bank 9 needs 10: no "
                  "machine-check injection", v->idx,
-                 (unsigned long long)(v->vm->kvm.mce_cap & 0xff));
+                 (unsigned long long)(m->kvm_mce_cap & 0xff));
         return 0;
     }
-    if (ioctl(v->fd, KVM_X86_SETUP_MCE, &cap) < 0) {
-        int e = errno;
-
-        log_err("vcpu%u: KVM_X86_SETUP_MCE 0x%llx: %s", v->idx,
-                (unsigned long long)cap, strerror(e));
-        return -e;
-    }
-    ret = vm_mce_get_msr(v, MCE_MSR_MCG_CAP, &v->mcg_cap);
+    ret = vcpu_ioctl(v, KVM_X86_SETUP_MCE, &cap, "KVM_X86_SETUP_MCE");
+    if (ret < 0)
+        return ret;
+    ret = vcpu_get_msr(v, MCE_MSR_MCG_CAP, &v->mcg_cap);
     if (ret < 0)
         v->mcg_cap = 0;
     if (v->idx == 0)
-        vm_mce_report_cap(v, cap, ret);
+        vm_mce_report_cap(v, m->enc, cap, ret);
     v->mce_ready = true;
     return 0;
 }
 
-static void vm_mce_log(struct vm *vm, const struct mce_event *ev)
+static void vm_mce_log(struct vm_mce *m, const struct mce_event *ev)
 {
-    int ret = mce_log_write(vm->mce_log_fd, ev);
+    int ret = mce_log_write(m->log_fd, ev);
 
     if (ret < 0)
         log_err("mce: writing the event log: %s", strerror(-ret));
@@ -107,20 +89,21 @@ static void vm_mce_log(struct vm *vm, const struct mce_event *ev)
 
 /* The log line of an event a device reported starts its reason with who
  * found it (device, queue, buffer). */
-static void vm_mce_log_sig(struct vm *vm, const struct mce_event *ev, const struct mce_sig *sig)
+static void vm_mce_log_sig(struct vm_mce *m, const struct mce_event *ev,
+                           const struct mce_sig *sig)
 {
     struct mce_event e;
     char why[256];
 
     if (!sig->origin[0]) {
-        vm_mce_log(vm, ev);
+        vm_mce_log(m, ev);
         return;
     }
     e = *ev;
     snprintf(why, sizeof(why), "%.*s: %s", MCE_ORIGIN_LEN, sig->origin,
              ev->reason ? ev->reason : "");
     e.reason = why;
-    vm_mce_log(vm, &e);
+    vm_mce_log(m, &e);
 }
 
 /* Whether a machine check now would shut the guest down instead of being
@@ -132,10 +115,10 @@ static const char *vm_mce_blocked(struct vcpu *v, const struct kvm_sregs *sregs)
     struct kvm_sregs own;
     uint64_t mcg_status = 0;
 
-    if (vm_mce_get_msr(v, MCE_MSR_MCG_STATUS, &mcg_status) == 0 &&
+    if (vcpu_get_msr(v, MCE_MSR_MCG_STATUS, &mcg_status) == 0 &&
         (mcg_status & MCE_MCG_STATUS_MCIP))
         return "MCIP still set from an earlier machine check";
-    if (!sregs && ioctl(v->fd, KVM_GET_SREGS, &own) == 0)
+    if (!sregs && vcpu_ioctl(v, KVM_GET_SREGS, &own, "KVM_GET_SREGS") == 0)
         sregs = &own;
     if (sregs && !(sregs->cr4 & MCE_CR4_MCE))
         return "guest has not enabled CR4.MCE";
@@ -144,12 +127,11 @@ static const char *vm_mce_blocked(struct vcpu *v, const struct kvm_sregs *sregs)
 
 /* sent_ns: when this thread sent itself the SIGBUS, 0 when unknown.  The
  * logged event goes to *out too, when out is given. */
-static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t sent_ns,
-                          struct mce_event *out)
+static void vm_mce_handle(struct vm_mce *m, struct vcpu *v, const struct mce_sig *sig,
+                          uint64_t sent_ns, struct mce_event *out)
 {
-    struct vm *vm = v->vm;
     struct mce_event ev = {
-        .kind = sig->kind, .encoding = vm->mce_enc, .hva_known = true,
+        .kind = sig->kind, .encoding = m->enc, .hva_known = true,
         .hva = sig->addr, .vcpu = (int)v->idx,
     };
     struct mce_poison_range pr;
@@ -160,19 +142,19 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
     int ret;
 
     clock_gettime(CLOCK_REALTIME, &ev.time);
-    if (mce_poison_range(sig->addr, sig->lsb, vm->gm.page_size, &pr) < 0) {
+    if (mce_poison_range(sig->addr, sig->lsb, m->gm->page_size, &pr) < 0) {
         pr.start = pr.report = sig->addr & ~4095ULL;
         pr.len = 4096;
     }
     ev.page_size = pr.len;
-    if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)pr.report, &ev.gpa) < 0) {
+    if (gm_hva_to_gpa(m->gm, (void *)(uintptr_t)pr.report, &ev.gpa) < 0) {
         ev.reason = "address outside guest RAM";
-        vm_mce_log_sig(vm, &ev, sig);
+        vm_mce_log_sig(m, &ev, sig);
         if (sig->kind == MCE_AR) {
             log_err("vcpu%u: action-required memory failure at HVA 0x%llx, which "
                     "is not guest RAM: dvmm itself touched bad memory; stopping",
                     v->idx, (unsigned long long)sig->addr);
-            vm_request_exit(vm, VM_OUT_ERROR, 1);
+            vcpu_report(v, VCPU_EV_ERROR);
         }
         goto out;
     }
@@ -181,11 +163,11 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
      * follows the AR that KVM raised for the same page) tells the guest
      * nothing new, and injecting it while the AR is still being handled
      * would shut the guest down. */
-    was_poisoned = gm_poison_query(&vm->gm, ev.gpa);
+    was_poisoned = gm_poison_query(m->gm, ev.gpa);
     /* The whole failed unit (a dmemfs dpage, a huge page) is gone for good. */
-    if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)pr.start, &first_gpa) < 0)
+    if (gm_hva_to_gpa(m->gm, (void *)(uintptr_t)pr.start, &first_gpa) < 0)
         first_gpa = ev.gpa;
-    ret = gm_poison_add(&vm->gm, first_gpa, pr.len);
+    ret = gm_poison_add(m->gm, first_gpa, pr.len);
     if (ret < 0)
         log_warn("vcpu%u: poisoned-page list: GPA 0x%llx len 0x%llx: %s", v->idx,
                  (unsigned long long)first_gpa, (unsigned long long)pr.len,
@@ -193,10 +175,10 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
 
     if (!v->mce_ready) {
         ev.reason = "no MCE banks on this vCPU";
-        vm_mce_log_sig(vm, &ev, sig);
+        vm_mce_log_sig(m, &ev, sig);
         goto out;
     }
-    mce_encode(vm->mce_enc, sig->kind, ev.gpa, &mce);
+    mce_encode(m->enc, sig->kind, ev.gpa, &mce);
     /* Only a #MC can shut the guest down; a deferred error (AMD's AO) just
      * fills the bank, whatever MCIP and CR4.MCE say. */
     blocked = mce_raises_mc(&mce) ? vm_mce_blocked(v, NULL) : NULL;
@@ -206,14 +188,15 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         ev.reason = was_poisoned ? "not injected: page already reported"
                                  : "not injected: optional event while a machine "
                                    "check is in progress (MCIP set)";
-        vm_mce_log_sig(vm, &ev, sig);
+        vm_mce_log_sig(m, &ev, sig);
         goto out;
     }
-    if (ioctl(v->fd, KVM_X86_SET_MCE, &mce) < 0) {
-        ev.reason = strerror(errno);
+    ret = vcpu_ioctl(v, KVM_X86_SET_MCE, &mce, "KVM_X86_SET_MCE");
+    if (ret < 0) {
+        ev.reason = strerror(-ret);
     } else {
         if (sent_ns) {
-            ev.done_ns = vm_now_ns();
+            ev.done_ns = mono_ns();
             ev.sent_ns = sent_ns;
         }
         ev.injected = true;
@@ -227,12 +210,12 @@ static void vm_mce_handle(struct vcpu *v, const struct mce_sig *sig, uint64_t se
         if (blocked)
             v->mce_shutdown_armed = true;
         if (mce_raises_mc(&mce)) {
-            __atomic_store_n(&vm->mce_last_vcpu, (int)v->idx, __ATOMIC_RELAXED);
-            __atomic_store_n(&vm->mce_last_gpa, ev.gpa, __ATOMIC_RELAXED);
-            __atomic_store_n(&vm->mce_last_ns, vm_now_ns(), __ATOMIC_RELEASE);
+            __atomic_store_n(&m->last_vcpu, (int)v->idx, __ATOMIC_RELAXED);
+            __atomic_store_n(&m->last_gpa, ev.gpa, __ATOMIC_RELAXED);
+            __atomic_store_n(&m->last_ns, mono_ns(), __ATOMIC_RELEASE);
         }
     }
-    vm_mce_log_sig(vm, &ev, sig);
+    vm_mce_log_sig(m, &ev, sig);
 out:
     if (out)
         *out = ev;
@@ -241,7 +224,7 @@ out:
 /* Raise the requested ARs on this (the vCPU) thread.  Each SIGBUS is
  * delivered before mce_route_send returns, through the same handler and
  * slot a real memory failure inside KVM_RUN would use. */
-static void vm_mce_selfsend(struct vcpu *v)
+static void vm_mce_selfsend(struct vm_mce *m, struct vcpu *v)
 {
     struct mce_sig req[MCE_SLOT_RING];
     unsigned n;
@@ -252,7 +235,7 @@ static void vm_mce_selfsend(struct vcpu *v)
     __atomic_store_n(&v->mce_nselfsend, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&v->mce_lock);
     for (unsigned i = 0; i < n; i++) {
-        uint64_t sent = vm_now_ns();
+        uint64_t sent = mono_ns();
         struct mce_sig sig;
         int ret;
 
@@ -265,7 +248,7 @@ static void vm_mce_selfsend(struct vcpu *v)
                     (unsigned long long)req[i].addr, strerror(-ret));
         /* Handled here, so the log can say how long send-to-inject took. */
         while (mce_slot_pop(&v->mce_slot, &sig))
-            vm_mce_handle(v, &sig, sent, NULL);
+            vm_mce_handle(m, v, &sig, sent, NULL);
     }
 }
 
@@ -298,10 +281,13 @@ static void vm_mce_user_timer(struct vcpu *v, bool on)
 }
 
 /* Hand the outcome to the main thread (vCPU thread, or the checkpoint). */
-static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const char *fmt, ...)
+static void vm_mce_user_finish(struct vm_mce *m, struct vcpu *v, int ret, bool injected,
+                               const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void vm_mce_user_finish(struct vm_mce *m, struct vcpu *v, int ret, bool injected,
+                               const char *fmt, ...)
 {
+    uint64_t one = 1;
     struct vcpu_mce_user *u = &v->mce_user;
     va_list ap;
 
@@ -309,7 +295,7 @@ static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const cha
     pthread_mutex_lock(&v->mce_lock);
     u->ret = ret;
     u->injected = injected;
-    u->end_ns = vm_now_ns();
+    u->end_ns = mono_ns();
     va_start(ap, fmt);
     vsnprintf(u->reason, sizeof(u->reason), fmt, ap);
     va_end(ap);
@@ -317,13 +303,16 @@ static void vm_mce_user_finish(struct vcpu *v, int ret, bool injected, const cha
     u->done = true;
     __atomic_store_n(&v->mce_user_active, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&v->mce_lock);
-    vm_wake_main(v->vm);
+    /* A full counter already wakes main; nothing else can fail. */
+    if (write(m->main_event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        log_err("vcpu%u: waking main for the mode=user outcome: %s", v->idx,
+                strerror(errno));
 }
 
 /* One look at the vCPU (stopped, on its own thread): inject if the guest
  * is in user mode with nothing in delivery, give up past the deadline,
  * otherwise make sure the retry timer runs. */
-static void vm_mce_user_step(struct vcpu *v)
+static void vm_mce_user_step(struct vm_mce *m, struct vcpu *v)
 {
     struct vcpu_mce_user *u = &v->mce_user;
     struct kvm_vcpu_events events;
@@ -332,17 +321,17 @@ static void vm_mce_user_step(struct vcpu *v)
     struct mce_event ev = { 0 };
     const char *blocker;
     struct mce_sig sig;
-    uint64_t now = vm_now_ns(), sent;
+    uint64_t now = mono_ns(), sent;
     int ret;
 
     if (!v->mce_ready) {
-        vm_mce_user_finish(v, -ENODEV, false, "vCPU %u has no MCE banks", v->idx);
+        vm_mce_user_finish(m, v, -ENODEV, false, "vCPU %u has no MCE banks", v->idx);
         return;
     }
-    if (ioctl(v->fd, KVM_GET_SREGS, &sregs) < 0 || ioctl(v->fd, KVM_GET_REGS, &regs) < 0 ||
-        ioctl(v->fd, KVM_GET_VCPU_EVENTS, &events) < 0) {
-        ret = -errno;
-        vm_mce_user_finish(v, ret, false, "reading vCPU %u's state: %s", v->idx,
+    if ((ret = vcpu_ioctl(v, KVM_GET_SREGS, &sregs, "KVM_GET_SREGS")) < 0 ||
+        (ret = vcpu_ioctl(v, KVM_GET_REGS, &regs, "KVM_GET_REGS")) < 0 ||
+        (ret = vcpu_ioctl(v, KVM_GET_VCPU_EVENTS, &events, "KVM_GET_VCPU_EVENTS")) < 0) {
+        vm_mce_user_finish(m, v, ret, false, "reading vCPU %u's state: %s", v->idx,
                            strerror(-ret));
         return;
     }
@@ -355,7 +344,7 @@ static void vm_mce_user_step(struct vcpu *v)
     u->blocker = blocker;
     if (blocker) {
         if (now >= u->deadline_ns)
-            vm_mce_user_finish(v, -ETIMEDOUT, false,
+            vm_mce_user_finish(m, v, -ETIMEDOUT, false,
                                "gave up after %llu ms: vCPU %u was never in user mode with "
                                "nothing in delivery (%u looks; last: %s, cs 0x%x rip 0x%llx)",
                                (unsigned long long)((now - u->start_ns) / 1000000), v->idx,
@@ -367,25 +356,25 @@ static void vm_mce_user_step(struct vcpu *v)
     /* The same path as a real AR inside KVM_RUN: the handler records the
      * SIGBUS, vm_mce_handle translates and injects.  KVM delivers the #MC
      * before the guest runs another instruction, so at this CPL and RIP. */
-    sent = vm_now_ns();
+    sent = mono_ns();
     mce_slot_expect_ar(&v->mce_slot, true);
     ret = mce_route_send(v->tid, MCE_AR, u->sig.addr, u->sig.lsb);
     mce_slot_expect_ar(&v->mce_slot, false);
     if (ret < 0) {
-        vm_mce_user_finish(v, ret, false, "sending SIGBUS to itself: %s", strerror(-ret));
+        vm_mce_user_finish(m, v, ret, false, "sending SIGBUS to itself: %s", strerror(-ret));
         return;
     }
     while (mce_slot_pop(&v->mce_slot, &sig))
-        vm_mce_handle(v, &sig, sent, &ev);
-    vm_mce_user_finish(v, ev.injected ? 0 : -EIO, ev.injected, "%s",
+        vm_mce_handle(m, v, &sig, sent, &ev);
+    vm_mce_user_finish(m, v, ev.injected ? 0 : -EIO, ev.injected, "%s",
                        ev.reason ? ev.reason : "no event recorded");
 }
 
-void vm_mce_user_cancel(struct vcpu *v, const char *why)
+void vm_mce_user_cancel(struct vm_mce *m, struct vcpu *v, const char *why)
 {
     if (!__atomic_load_n(&v->mce_user_active, __ATOMIC_ACQUIRE))
         return;
-    vm_mce_user_finish(v, -ECANCELED, false, "gave up: %s", why);
+    vm_mce_user_finish(m, v, -ECANCELED, false, "gave up: %s", why);
 }
 
 static json_object *vm_mce_hexs(uint64_t v)
@@ -396,10 +385,10 @@ static json_object *vm_mce_hexs(uint64_t v)
     return json_object_new_string(buf);
 }
 
-void vm_mce_user_poll(struct vm *vm)
+void vm_mce_user_poll(struct vm_mce *m, struct ctl_server *ctl)
 {
-    for (unsigned i = 0; i < vm->nvcpus; i++) {
-        struct vcpu *v = &vm->vcpus[i];
+    for (unsigned i = 0; i < m->nvcpus; i++) {
+        struct vcpu *v = &m->vcpus[i];
         struct vcpu_mce_user u;
         json_object *f;
         char msg[256];
@@ -414,7 +403,7 @@ void vm_mce_user_poll(struct vm *vm)
             v->mce_user.done = false;
         }
         pthread_mutex_unlock(&v->mce_lock);
-        if (!done || !vm->ctl_open)
+        if (!done || !ctl)
             continue;
         f = json_object_new_object();
         if (!f)
@@ -432,22 +421,22 @@ void vm_mce_user_poll(struct vm *vm)
             snprintf(msg, sizeof(msg), "mode=user: %s", u.reason);
             json_object_object_add(f, "error", json_object_new_string(msg));
         }
-        if (ctl_server_resolve(&vm->ctl, u.token, u.ret, f) == -ENOENT)
+        if (ctl_server_resolve(ctl, u.token, u.ret, f) == -ENOENT)
             log_info("vcpu%u: mode=user outcome for a client that has gone: %s", i,
                      u.reason);
     }
 }
 
-void vm_mce_vcpu_poll(struct vcpu *v)
+void vm_mce_vcpu_poll(struct vm_mce *m, struct vcpu *v)
 {
     struct mce_sig sig;
 
     if (__atomic_load_n(&v->mce_nselfsend, __ATOMIC_ACQUIRE))
-        vm_mce_selfsend(v);
+        vm_mce_selfsend(m, v);
     while (mce_slot_pop(&v->mce_slot, &sig))
-        vm_mce_handle(v, &sig, 0, NULL);
+        vm_mce_handle(m, v, &sig, 0, NULL);
     if (__atomic_load_n(&v->mce_user_active, __ATOMIC_ACQUIRE))
-        vm_mce_user_step(v);
+        vm_mce_user_step(m, v);
     if (!__atomic_load_n(&v->mce_nqueued, __ATOMIC_ACQUIRE))
         return;
     for (;;) {
@@ -463,7 +452,7 @@ void vm_mce_vcpu_poll(struct vcpu *v)
         pthread_mutex_unlock(&v->mce_lock);
         if (!got)
             break;
-        vm_mce_handle(v, &sig, 0, NULL);
+        vm_mce_handle(m, v, &sig, 0, NULL);
     }
 }
 
@@ -488,42 +477,40 @@ static void vm_mce_queue(struct vcpu *v, const struct mce_sig *sig, bool kick)
                 v->idx, (unsigned long long)sig->addr);
 }
 
-void vm_mce_main_poll(struct vm *vm)
+void vm_mce_main_poll(struct vm_mce *m)
 {
     struct mce_sig sig;
     uint64_t cnt;
 
-    if (read(vm->mce_main.wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
+    if (read(m->main.wake_fd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
         log_err("mce: wake fd: %s", strerror(errno));
     /* Only AOs land here: an AR on the main thread is its own access to a
      * failed page, which the handler already made fatal. */
-    while (mce_slot_pop(&vm->mce_main, &sig))
-        vm_mce_queue(&vm->vcpus[0], &sig, true);
+    while (mce_slot_pop(&m->main, &sig))
+        vm_mce_queue(&m->vcpus[0], &sig, true);
     /* What device workers queued for vCPU 0 (vm_mce_device_failure). */
-    if (vm->nvcpus && __atomic_load_n(&vm->vcpus[0].mce_nqueued, __ATOMIC_ACQUIRE))
-        vcpu_kick(&vm->vcpus[0]);
+    if (m->nvcpus && __atomic_load_n(&m->vcpus[0].mce_nqueued, __ATOMIC_ACQUIRE))
+        vcpu_kick(&m->vcpus[0]);
 }
 
 /* A device worker's own access met a failed page: to the guest that is
  * what the kernel's early-kill AO for the page would have said, so it goes
  * the same way (vCPU 0, AO encoding: #MC for Intel, a deferred error for
  * AMD; nothing new when the page is already on the list). */
-int vm_mce_device_failure(void *opaque, uint64_t hva, unsigned lsb, const char *origin)
-{
-    struct vm *vm = (struct vm *)((char *)opaque - offsetof(struct vm, kvm));
-    struct mce_sig sig = { .addr = hva, .lsb = lsb, .kind = MCE_AO };
+int vm_mce_device_failure(struct vm_mce *m, uint64_t hva, unsigned lsb, const char *origin)
+{    struct mce_sig sig = { .addr = hva, .lsb = lsb, .kind = MCE_AO };
     uint64_t gpa, one = 1;
 
     snprintf(sig.origin, sizeof(sig.origin), "%s", origin ? origin : "device");
-    if (gm_hva_to_gpa(&vm->gm, (void *)(uintptr_t)(hva & ~4095ULL), &gpa) == 0)
+    if (gm_hva_to_gpa(m->gm, (void *)(uintptr_t)(hva & ~4095ULL), &gpa) == 0)
         log_warn("%s: memory failure at GPA 0x%llx (HVA 0x%llx): the request fails, "
                  "the page is reported to the guest through vCPU 0", sig.origin,
                  (unsigned long long)(gpa & ~4095ULL), (unsigned long long)hva);
     else
         log_warn("%s: memory failure at HVA 0x%llx, outside guest RAM", sig.origin,
                  (unsigned long long)hva);
-    vm_mce_queue(&vm->vcpus[0], &sig, false);
-    if (write(vm->mce_main.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    vm_mce_queue(&m->vcpus[0], &sig, false);
+    if (write(m->main.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
         int e = errno;
 
         log_err("%s: waking the main thread for vCPU 0: %s", sig.origin, strerror(e));
@@ -535,14 +522,14 @@ int vm_mce_device_failure(void *opaque, uint64_t hva, unsigned lsb, const char *
 /* The address and lsb the kernel would report for a failure in the page at
  * `gpa`: dmemfs gives the dpage start with lsb 12, hugetlbfs the huge page
  * start with its shift, everything else the 4 KiB page with lsb 12. */
-static void vm_mce_kernel_addr(struct vm *vm, uint8_t *hva, uint64_t *addr, unsigned *lsb)
+static void vm_mce_kernel_addr(struct vm_mce *m, uint8_t *hva, uint64_t *addr, unsigned *lsb)
 {
-    uint64_t a = (uint64_t)(uintptr_t)hva, ps = vm->gm.page_size;
+    uint64_t a = (uint64_t)(uintptr_t)hva, ps = m->gm->page_size;
 
     *lsb = 12;
-    if (vm->gm.backend == GM_DMEMFS) {
+    if (m->gm->backend == GM_DMEMFS) {
         a &= ~(ps - 1);
-    } else if (vm->gm.backend == GM_HUGETLBFS) {
+    } else if (m->gm->backend == GM_HUGETLBFS) {
         a &= ~(ps - 1);
         *lsb = (unsigned)__builtin_ctzll(ps);
     } else {
@@ -551,9 +538,9 @@ static void vm_mce_kernel_addr(struct vm *vm, uint8_t *hva, uint64_t *addr, unsi
     *addr = a;
 }
 
-int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *reply)
+int vm_mce_inject(struct vm_mce *m, const struct ctl_mce_req *req, json_object *reply)
 {
-    uint8_t *hva = gm_gpa_to_hva(&vm->gm, req->gpa, 1);
+    uint8_t *hva = gm_gpa_to_hva(m->gm, req->gpa, 1);
     enum mce_kind kind = req->kind;
     int vcpu = req->vcpu;
     struct kvm_x86_mce enc;
@@ -575,14 +562,14 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
     }
     if (vcpu < 0)
         vcpu = 0;
-    if ((unsigned)vcpu >= vm->nvcpus || !vm->vcpus[vcpu].tid) {
+    if ((unsigned)vcpu >= m->nvcpus || !m->vcpus[vcpu].tid) {
         json_object_object_add(reply, "error",
                                json_object_new_string("no such running vCPU"));
         return -EINVAL;
     }
-    vm_mce_kernel_addr(vm, hva, &addr, &lsb);
+    vm_mce_kernel_addr(m, hva, &addr, &lsb);
     if (kind == MCE_AR && req->user_mode) {
-        struct vcpu *v = &vm->vcpus[vcpu];
+        struct vcpu *v = &m->vcpus[vcpu];
         bool busy;
 
         if (!req->token) {
@@ -594,7 +581,7 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
         pthread_mutex_lock(&v->mce_lock);
         busy = v->mce_user.active || v->mce_user.done;
         if (!busy) {
-            uint64_t now = vm_now_ns();
+            uint64_t now = mono_ns();
 
             v->mce_user = (struct vcpu_mce_user){
                 .active = true, .token = req->token,
@@ -614,7 +601,7 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
     } else if (kind == MCE_AR) {
         /* AR arrives on the vCPU that consumed the poison; only that thread
          * may send itself a BUS_MCEERR_AR, so ask it to. */
-        struct vcpu *v = &vm->vcpus[vcpu];
+        struct vcpu *v = &m->vcpus[vcpu];
         bool queued = false;
 
         tid = v->tid;
@@ -646,9 +633,9 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
     json_object_object_add(reply, "si_addr", vm_mce_hexs(addr));
     json_object_object_add(reply, "si_addr_lsb", json_object_new_int((int)lsb));
     /* What the guest will be given, by its vendor. */
-    mce_encode(vm->mce_enc, kind, 0, &enc);
+    mce_encode(m->enc, kind, 0, &enc);
     json_object_object_add(reply, "encoding",
-                           json_object_new_string(mce_encoding_name(vm->mce_enc)));
+                           json_object_new_string(mce_encoding_name(m->enc)));
     json_object_object_add(reply, "mci_status", vm_mce_hexs(enc.status));
     json_object_object_add(reply, "delivery", json_object_new_string(
         mce_raises_mc(&enc) ? "#MC" : "deferred error in bank 9, no #MC"));
@@ -659,9 +646,9 @@ int vm_mce_inject(struct vm *vm, const struct ctl_mce_req *req, json_object *rep
     return 0;
 }
 
-int vm_mce_hwpoison(struct vm *vm, uint64_t gpa, json_object *reply)
+int vm_mce_hwpoison(struct vm_mce *m, uint64_t gpa, json_object *reply)
 {
-    uint8_t *hva = gm_gpa_to_hva(&vm->gm, gpa & ~4095ULL, 4096);
+    uint8_t *hva = gm_gpa_to_hva(m->gm, gpa & ~4095ULL, 4096);
     char msg[256];
     int e;
 

@@ -6,11 +6,9 @@
 
 #include "vmm/log.h"
 #include "vmm/sandbox.h"
-#include "vmm/vm.h"
 
-int vm_sandbox_confine(struct vm *vm)
+int vm_sandbox_confine(const struct dvmm_config *cfg, struct ctl_server *ctl)
 {
-    const struct dvmm_config *cfg = vm->cfg;
     const char *const reread[] = { cfg->vm.kernel, cfg->vm.initrd };
     char err[512];
     int ret;
@@ -18,8 +16,8 @@ int vm_sandbox_confine(struct vm *vm)
     /* Clients with dvmm's uid or root only (control.c): after the drop,
      * the file must belong to the new uid for it to be used at all.  By
      * path, so before a chroot hides it. */
-    if (cfg->sandbox.user[0] && vm->ctl_open &&
-        (ret = ctl_server_chown(&vm->ctl, cfg->sandbox.uid, cfg->sandbox.gid)) < 0)
+    if (cfg->sandbox.user[0] && ctl &&
+        (ret = ctl_server_chown(ctl, cfg->sandbox.uid, cfg->sandbox.gid)) < 0)
         return ret;
     /* Everything dvmm will touch by path is open: from here on it sees
      * only this directory (chroot needs root, so before the user change). */

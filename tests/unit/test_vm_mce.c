@@ -41,6 +41,8 @@ static int setup(void **state)
         free(vm);
         return -1;
     }
+    vm->mce.gm = &vm->gm;
+    vm->mce.log_fd = STDERR_FILENO;
     *state = vm;
     return 0;
 }
@@ -59,7 +61,7 @@ static int inject(struct vm *vm, uint64_t gpa, enum mce_kind kind, int vcpu,
 {
     struct ctl_mce_req req = { .gpa = gpa, .kind = kind, .vcpu = vcpu };
 
-    return vm_mce_inject(vm, &req, reply);
+    return vm_mce_inject(&vm->mce, &req, reply);
 }
 
 static const char *reply_error(json_object *reply)
@@ -79,7 +81,7 @@ static void test_hwpoison_without_memory_failure(void **state)
         /* It would really take a page of this process offline. */
         skip();
     }
-    ret = vm_mce_hwpoison(*state, 0x100000, reply);
+    ret = vm_mce_hwpoison(&((struct vm *)*state)->mce, 0x100000, reply);
     assert_true(ret == -EINVAL || ret == -EPERM);
     assert_non_null(strstr(reply_error(reply), "madvise(MADV_HWPOISON) at HVA 0x"));
     if (ret == -EINVAL)
@@ -93,7 +95,7 @@ static void test_hwpoison_outside_ram(void **state)
 {
     json_object *reply = json_object_new_object();
 
-    assert_int_equal(vm_mce_hwpoison(*state, RAM, reply), -EFAULT);
+    assert_int_equal(vm_mce_hwpoison(&((struct vm *)*state)->mce, RAM, reply), -EFAULT);
     assert_string_equal(reply_error(reply), "gpa is not guest RAM");
     json_object_put(reply);
 }
@@ -127,28 +129,29 @@ static void test_inject_no_running_vcpu(void **state)
 }
 
 /* A VM with one "running" vCPU (this thread's id, no KVM fd, never in
- * KVM_RUN) and AMD's encoding. */
+ * KVM_RUN) and AMD's encoding: all vm_mce sees is struct vm_mce. */
 static void fake_vcpu(struct vm *vm)
 {
     vm->nvcpus = 1;
     vm->vcpus = calloc(1, sizeof(*vm->vcpus));
     assert_non_null(vm->vcpus);
-    vm->vcpus[0].vm = vm;
     vm->vcpus[0].fd = -1;
     vm->vcpus[0].tid = (pid_t)syscall(SYS_gettid);
     pthread_mutex_init(&vm->vcpus[0].mce_lock, NULL);
-    vm->mce_enc = MCE_ENC_AMD;
-    vm->event_fd = eventfd(0, EFD_NONBLOCK);
-    assert_true(vm->event_fd >= 0);
+    vm->mce.vcpus = vm->vcpus;
+    vm->mce.nvcpus = 1;
+    vm->mce.enc = MCE_ENC_AMD;
+    vm->mce.main_event_fd = eventfd(0, EFD_NONBLOCK);
+    assert_true(vm->mce.main_event_fd >= 0);
 }
 
 static void unfake_vcpu(struct vm *vm)
 {
     pthread_mutex_destroy(&vm->vcpus[0].mce_lock);
     free(vm->vcpus);
-    vm->vcpus = NULL;
-    vm->nvcpus = 0;
-    close(vm->event_fd);
+    vm->vcpus = vm->mce.vcpus = NULL;
+    vm->nvcpus = vm->mce.nvcpus = 0;
+    close(vm->mce.main_event_fd);
 }
 
 static void test_inject_reply_names_encoding(void **state)
@@ -158,7 +161,7 @@ static void test_inject_reply_names_encoding(void **state)
     struct ctl_mce_req req = { .gpa = 0x100000, .kind = MCE_AR, .vcpu = 0 };
 
     fake_vcpu(vm);
-    assert_int_equal(vm_mce_inject(vm, &req, reply), 0);
+    assert_int_equal(vm_mce_inject(&vm->mce, &req, reply), 0);
     assert_true(json_object_object_get_ex(reply, "encoding", &v));
     assert_string_equal(json_object_get_string(v), "amd");
     assert_true(json_object_object_get_ex(reply, "mci_status", &v));
@@ -170,7 +173,7 @@ static void test_inject_reply_names_encoding(void **state)
     reply = json_object_new_object();
     req.user_mode = true;
     req.wait_ms = 100;
-    assert_int_equal(vm_mce_inject(vm, &req, reply), -EOPNOTSUPP);
+    assert_int_equal(vm_mce_inject(&vm->mce, &req, reply), -EOPNOTSUPP);
     assert_non_null(strstr(reply_error(reply), "only the control socket"));
     json_object_put(reply);
     unfake_vcpu(vm);
@@ -214,9 +217,9 @@ static void test_user_mode_over_socket(void **state)
     /* Nothing answered yet. */
     assert_int_equal(recv(fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
 
-    vm_mce_user_cancel(&vm->vcpus[0], "the VM is pausing");
+    vm_mce_user_cancel(&vm->mce, &vm->vcpus[0], "the VM is pausing");
     assert_false(vm->vcpus[0].mce_user.active);
-    vm_mce_user_poll(vm);
+    vm_mce_user_poll(&vm->mce, &vm->ctl);
     /* The second request ran only after the first was answered: it is
      * the one waiting now. */
     assert_true(vm->vcpus[0].mce_user.active);
@@ -255,14 +258,14 @@ static void test_device_failure_routed_to_vcpu0(void **state)
 
     assert_non_null(hva);
     fake_vcpu(vm);
-    vm->mce_main.wake_fd = eventfd(0, EFD_NONBLOCK);
-    assert_true(vm->mce_main.wake_fd >= 0);
+    vm->mce.main.wake_fd = eventfd(0, EFD_NONBLOCK);
+    assert_true(vm->mce.main.wake_fd >= 0);
     assert_int_equal(pipe(lp), 0);
-    vm->mce_log_fd = lp[1];
+    vm->mce.log_fd = lp[1];
 
-    assert_int_equal(vm_mce_device_failure(&vm->kvm, (uint64_t)(uintptr_t)hva + 0x10, 12,
+    assert_int_equal(vm_mce_device_failure(&vm->mce, (uint64_t)(uintptr_t)hva + 0x10, 12,
                                            "virtio-blk.0 queue 0: read buffer"), 0);
-    assert_int_equal(read(vm->mce_main.wake_fd, &cnt, sizeof(cnt)), sizeof(cnt));
+    assert_int_equal(read(vm->mce.main.wake_fd, &cnt, sizeof(cnt)), sizeof(cnt));
     assert_true(cnt == 1);
     assert_int_equal(vm->vcpus[0].mce_nqueued, 1);
     assert_int_equal(vm->vcpus[0].mce_queue[0].kind, MCE_AO);
@@ -271,7 +274,7 @@ static void test_device_failure_routed_to_vcpu0(void **state)
 
     /* vCPU 0 after KVM_RUN: this one has no MCE banks, so nothing is
      * injected, but the page is poisoned and the event logged. */
-    vm_mce_vcpu_poll(&vm->vcpus[0]);
+    vm_mce_vcpu_poll(&vm->mce, &vm->vcpus[0]);
     assert_int_equal(vm->vcpus[0].mce_nqueued, 0);
     assert_true(gm_poison_query(&vm->gm, 0x203000));
     n = read(lp[0], line, sizeof(line) - 1);
@@ -290,7 +293,7 @@ static void test_device_failure_routed_to_vcpu0(void **state)
 
     close(lp[0]);
     close(lp[1]);
-    close(vm->mce_main.wake_fd);
+    close(vm->mce.main.wake_fd);
     unfake_vcpu(vm);
 }
 
