@@ -11,6 +11,7 @@
 
 #include "kernel-support/hostcheck.h"
 #include "vmm/config.h"
+#include "vmm/config_schema.h"
 #include "vmm/ctl_client.h"
 #include "vmm/e820.h"
 #include "vmm/kvm.h"
@@ -180,6 +181,14 @@ static const char *e820_type_name(uint32_t t)
     }
 }
 
+/* A loaded value in the words the config takes (the schema's). */
+static const char *check_word(enum cfg_sec sec, const char *key, int value)
+{
+    const char *w = cfg_enum_name(sec, key, value);
+
+    return w ? w : "?";
+}
+
 static int cmd_check(int argc, char **argv)
 {
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
@@ -221,7 +230,7 @@ static int cmd_check(int argc, char **argv)
     printf("vm: name %s, %u vCPU%s, %llu MiB RAM, on_reset %s\n", cfg->vm.name,
            cfg->vm.vcpus, cfg->vm.vcpus == 1 ? "" : "s",
            (unsigned long long)(cfg->vm.memory >> 20),
-           cfg->vm.on_reset == CFG_RESET_EXIT ? "exit" : "reboot");
+           check_word(CFG_SEC_VM, "on_reset", (int)cfg->vm.on_reset));
     printf("kernel: %s\n", cfg->vm.kernel);
     if (cfg->vm.initrd[0])
         printf("initrd: %s\n", cfg->vm.initrd);
@@ -250,11 +259,11 @@ static int cmd_check(int argc, char **argv)
                cfg->disk[i].queue_size);
     for (unsigned i = 0; i < cfg->nnets; i++) {
         const struct cfg_net *nc = &cfg->net[i];
-        static const char *const vh[] = { "no", "yes", "auto" };
         printf("net.%u: tap %s, mac %02x:%02x:%02x:%02x:%02x:%02x%s, %u queue pair%s of %u, "
                "mtu %u, vhost %s\n", nc->index, nc->tap, nc->mac[0], nc->mac[1], nc->mac[2],
                nc->mac[3], nc->mac[4], nc->mac[5], nc->mac_given ? "" : " (derived)",
-               nc->queues, nc->queues == 1 ? "" : "s", nc->queue_size, nc->mtu, vh[nc->vhost]);
+               nc->queues, nc->queues == 1 ? "" : "s", nc->queue_size, nc->mtu,
+               check_word(CFG_SEC_NET, "vhost", (int)nc->vhost));
     }
     if (cfg->control.enabled)
         printf("control: %s\n", cfg->control.socket);
