@@ -141,10 +141,11 @@ static int parse_run_args(int argc, char **argv, struct cli *c)
 }
 
 /* t: where `run` keeps its start-up trace (NULL for `check`).  kd: /dev/kvm,
- * opened here once for the vCPU limit; `run` hands it on to vm_create, which
- * reports a failure to open or probe it where it always has. */
+ * opened here once for the vCPU limit.  vm (`run` only): vm_prepare takes
+ * kd over and makes the KVM VM while the config is read; vm_create reports
+ * a failure to open or probe /dev/kvm where it always has. */
 static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t,
-                       struct kvm_dev *kd)
+                       struct kvm_dev *kd, struct vm *vm)
 {
     struct cfg_limits lim = { 0 };
     char err[1024];
@@ -160,6 +161,8 @@ static int load_config(const struct cli *c, struct dvmm_config *cfg, uint64_t *t
         lim.max_vcpus = kvm_caps_max_vcpus(&kd->caps);
     if (t)
         t[VM_T_KVM_QUERY] = mono_ns();
+    if (vm)
+        vm_prepare(vm, kd);
     if (cfg_load(c->file, c->sets, c->nsets, &lim, cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "dvmm: %s\n", err);
         return -1;
@@ -202,7 +205,7 @@ static int cmd_check(int argc, char **argv)
         return 1;
     ret = parse_run_args(argc, argv, &c);
     if (!ret) {
-        ret = load_config(&c, cfg, NULL, &kd) < 0 ? EXIT_USER : 0;
+        ret = load_config(&c, cfg, NULL, &kd, NULL) < 0 ? EXIT_USER : 0;
         kvm_dev_close(&kd);
     }
     if (ret) {
@@ -288,9 +291,11 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
     }
     ret = parse_run_args(argc, argv, &c);
     c.opt.t[VM_T_START] = t_start;
-    c.opt.kvm = &kd;
-    if (ret || load_config(&c, cfg, c.opt.t, &kd) < 0) {
+    if (ret || load_config(&c, cfg, c.opt.t, &kd, vm) < 0) {
         ret = ret == 0x100 ? 0 : EXIT_USER;
+        /* A VM that vm_prepare began and no vm_create will finish. */
+        if (vm->prepared)
+            vm_destroy(vm);
         goto out;
     }
     if (vm_create(vm, cfg, &c.opt, &fail) < 0) {
@@ -311,7 +316,7 @@ static int cmd_run(int argc, char **argv, uint64_t t_start)
     if (c.opt.trace_startup)
         vm_print_trace(vm->t);
 out:
-    /* vm_create took it, unless it stopped before KVM. */
+    /* vm_prepare took it, unless the command line was wrong. */
     kvm_dev_close(&kd);
     if (cfg && cfg->vm.kernel_open)
         close(cfg->vm.kernel_fd);

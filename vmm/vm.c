@@ -22,21 +22,21 @@
 
 void vm_print_trace(const uint64_t *t)
 {
-#define VM_STAGE_ROW(id, name, loader, what) { name, loader },
-    static const struct { const char *name; bool loader; } st[VM_T_NR] = {
+#define VM_STAGE_ROW(id, name, thread, what) { name, thread },
+    static const struct { const char *name; unsigned thread; } st[VM_T_NR] = {
         VM_STAGES(VM_STAGE_ROW)
     };
 #undef VM_STAGE_ROW
     /* Each thread's stages follow on from its own previous mark. */
-    uint64_t prev[2] = { t[VM_T_START], t[VM_T_MEMORY] };
+    uint64_t prev[3] = { t[VM_T_START], t[VM_T_MEMORY], t[VM_T_KVM_QUERY] };
 
     for (unsigned i = VM_T_START + 1; i < VM_T_NR; i++) {
         if (!t[i])
             continue;
         fprintf(stderr, "dvmm: startup: %-16s %9.3f ms  (at %9.3f ms)\n", st[i].name,
-                (double)(t[i] - prev[st[i].loader]) / 1e6,
+                (double)(t[i] - prev[st[i].thread]) / 1e6,
                 (double)(t[i] - t[VM_T_START]) / 1e6);
-        prev[st[i].loader] = t[i];
+        prev[st[i].thread] = t[i];
     }
 }
 
@@ -249,8 +249,7 @@ static int vm_open_console(struct vm *vm, struct fail *f)
  * KVM_CREATE_VM (nearly all of KVM's set-up time in a nested host). */
 struct vm_loader {
     struct vm *vm;
-    pthread_t thread;
-    bool started;
+    struct vm_side side;
     int ret;
     char err[1024];
 };
@@ -268,42 +267,48 @@ static void *vm_loader_main(void *arg)
     return NULL;
 }
 
-/* Start the loader, or, where no thread can be had, run it here. */
+/* Run fn on a thread of its own, or, where no thread can be had, here. */
+static void vm_side_start(struct vm_side *s, void *(*fn)(void *), void *arg, const char *what)
+{
+    int e = pthread_create(&s->thread, NULL, fn, arg);
+
+    s->started = e == 0;
+    if (e) {
+        log_debug("vm: %s thread: %s; on the main thread", what, strerror(e));
+        fn(arg);
+    }
+}
+
+static void vm_side_join(struct vm_side *s)
+{
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    s->started = false;
+}
+
 static void vm_loader_start(struct vm_loader *l, struct vm *vm)
 {
-    int e;
-
     l->vm = vm;
-    e = pthread_create(&l->thread, NULL, vm_loader_main, l);
-    l->started = e == 0;
-    if (e) {
-        log_debug("vm: loader thread: %s; loading on the main thread", strerror(e));
-        vm_loader_main(l);
-    }
+    vm_side_start(&l->side, vm_loader_main, l, "loader");
 }
 
 static void vm_loader_join(struct vm_loader *l)
 {
-    if (l->started)
-        pthread_join(l->thread, NULL);
-    l->started = false;
+    vm_side_join(&l->side);
 }
 
-int vm_create(struct vm *vm, const struct dvmm_config *cfg,
-              const struct vm_options *opt, struct fail *f)
+static void *vm_kvm_main(void *arg)
 {
-    struct vm_loader loader = { .ret = 0 };
-    struct kvm_dev own_kvm, *kvm_dev = opt ? opt->kvm : NULL;
-    struct gm_config mem;
-    int ret;
+    struct vm *vm = arg;
 
+    vm->kvm_ret = kvm_vm_create(&vm->kvm, &vm->kvm_dev, vm->kvm_err, sizeof(vm->kvm_err));
+    vm->t_kvm_vm = mono_ns();
+    return NULL;
+}
+
+void vm_prepare(struct vm *vm, struct kvm_dev *kd)
+{
     memset(vm, 0, sizeof(*vm));
-    vm->cfg = cfg;
-    if (opt)
-        vm->opt = *opt;
-    memcpy(vm->t, vm->opt.t, sizeof(vm->t));
-    if (!vm->t[VM_T_START])
-        vm->t[VM_T_START] = mono_ns();
     vm->console_fd = -1;
     vm->event_fd = -1;
     vm->mce.log_fd = -1;
@@ -312,15 +317,53 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     vm->kvm.kvm_fd = vm->kvm.vm_fd = -1;
     mce_slot_init(&vm->mce.main, -1);
     pthread_mutex_init(&vm->lock, NULL);
+    vm->prepared = true;
+    vm->kvm_dev = *kd;
+    kd->fd = -1;
+    /* Nothing is filtered yet, and it is joined before anything is:
+     * no sandbox kind for this thread. */
+    vm_side_start(&vm->kvm_side, vm_kvm_main, vm, "KVM set-up");
+}
+
+/* Main has the KVM VM, or the reason it has none (in vm->kvm_err). */
+static int vm_kvm_join(struct vm *vm)
+{
+    vm_side_join(&vm->kvm_side);
+    return vm->kvm_ret;
+}
+
+int vm_create(struct vm *vm, const struct dvmm_config *cfg,
+              const struct vm_options *opt, struct fail *f)
+{
+    struct vm_loader loader = { .ret = 0 };
+    struct gm_config mem;
+    int ret;
+
+    if (!vm->prepared) {
+        struct kvm_dev kd;
+
+        kvm_dev_open(&kd);
+        vm_prepare(vm, &kd);
+    }
+    vm->cfg = cfg;
+    if (opt)
+        vm->opt = *opt;
+    memcpy(vm->t, vm->opt.t, sizeof(vm->t));
+    if (!vm->t[VM_T_START])
+        vm->t[VM_T_START] = mono_ns();
     /* Before the first thread (gm_open's prefault helpers) exists. */
     ret = sandbox_init(cfg->sandbox.seccomp == CFG_SECCOMP_YES ? SANDBOX_ENFORCE :
                        cfg->sandbox.seccomp == CFG_SECCOMP_LOG ? SANDBOX_LOG : SANDBOX_OFF,
                        f->msg, sizeof(f->msg));
-    if (ret)
-        return fail_as(f, FAIL_HOST, ret);
+    if (ret) {
+        fail_as(f, FAIL_HOST, ret);
+        goto fail;
+    }
     vm->t[VM_T_SANDBOX] = mono_ns();
-    if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio")))
-        return fail_host(f, ret, "vm: bus init: %s", strerror(-ret));
+    if ((ret = bus_init(&vm->pio, "pio")) || (ret = bus_init(&vm->mmio, "mmio"))) {
+        fail_host(f, ret, "vm: bus init: %s", strerror(-ret));
+        goto fail;
+    }
     ret = park_init(&vm->park, vm_kick_all, vm);
     if (ret) {
         fail_host(f, ret, "vm: park: %s", strerror(-ret));
@@ -364,16 +407,13 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
 
     vm_loader_start(&loader, vm);
     vm->t[VM_T_LOAD_BEGIN] = mono_ns();
-    if (!kvm_dev) {
-        kvm_dev_open(&own_kvm);
-        kvm_dev = &own_kvm;
-    }
-    ret = kvm_vm_create(&vm->kvm, kvm_dev, f->msg, sizeof(f->msg));
+    ret = vm_kvm_join(vm);
+    vm->t[VM_T_KVM_VM] = vm->t_kvm_vm;
     if (ret) {
-        fail_as(f, FAIL_HOST, ret);
+        fail_host(f, ret, "%s", vm->kvm_err);
         goto fail;
     }
-    vm->t[VM_T_KVM_VM] = mono_ns();
+    vm->t[VM_T_KVM_JOIN] = mono_ns();
     /* The guest sees the host's vendor (CPUID is passed through), and the
      * machine-check encoding follows it. */
     vm->mce.enc = cpuid_vendor_amd(vm->kvm.cpuid) ? MCE_ENC_AMD : MCE_ENC_INTEL;
@@ -713,6 +753,9 @@ int vm_run(struct vm *vm, const struct ctl_handlers *ctl)
     }
     vm->t[VM_T_EXIT] = mono_ns();
     vm_stop_vcpus(vm);
+    /* The vCPU's own mark, read once its thread is joined. */
+    if (vm->nvcpus)
+        vm->t[VM_T_FIRST_RUN] = vm->vcpus[0].first_run_ns;
     ret = vm->status;
     vm_report_outcome(vm);
     if (vm->opt.memstat) {
@@ -752,6 +795,8 @@ void vm_finish(struct vm *vm)
 
 void vm_destroy(struct vm *vm)
 {
+    /* kvm_vm_destroy below needs the VM the thread may still be making. */
+    vm_kvm_join(vm);
     vm_stop_vcpus(vm);
     for (unsigned i = 0; vm->vcpus && i < vm->nvcpus; i++)
         vcpu_destroy(&vm->vcpus[i]);

@@ -43,17 +43,23 @@ enum vm_outcome {
  * before it on the same thread to its own mark.  The loader's stages run
  * on their own thread, alongside KVM set-up (x86_boot_load needs guest RAM,
  * not the VM), from VM_T_MEMORY on; "loader join" is how long main then
- * still waited for it.  tests/bench/startup.sh reads whatever names
- * this prints.  X(id, name, on the loader thread, what the mark means) */
+ * still waited for it.  KVM_CREATE_VM runs on a thread of its own from
+ * VM_T_KVM_QUERY on (vm_prepare), alongside the config; "kvm join" is
+ * main's wait for it.  tests/bench/startup.sh reads whatever names this
+ * prints.  X(id, name, thread: VM_TH_*, what the mark means) */
+#define VM_TH_MAIN   0
+#define VM_TH_LOADER 1
+#define VM_TH_KVM    2
 #define VM_STAGES(X)                                                              \
     X(START, "start", 0, "main() entered (about exec)")                           \
     X(KVM_QUERY, "kvm query", 0, "/dev/kvm opened, capabilities read")            \
+    X(KVM_VM, "KVM_CREATE_VM", 2, "VM, irqchip, PIT, routes (its own thread)")    \
     X(CFG_PARSE, "config parse", 0, "file read, linted, parsed; --set applied")   \
     X(CFG_CHECK, "config check", 0, "every key validated, named files checked")  \
-    X(SANDBOX, "sandbox", 0, "seccomp filters built (sandbox_init)")              \
+    X(SANDBOX, "sandbox", 0, "build-time filters picked, SIGSYS handler")         \
     X(MEMORY, "memory", 0, "guest RAM mapped")                                    \
     X(LOAD_BEGIN, "loader spawn", 0, "kernel loader thread created")              \
-    X(KVM_VM, "KVM_CREATE_VM", 0, "caps checked, VM, irqchip, PIT, routes")       \
+    X(KVM_JOIN, "kvm join", 0, "main has the VM (caps checked)")                  \
     X(MEMSLOTS, "memslots", 0, "guest RAM registered with KVM")                   \
     X(DEVICES, "devices", 0, "console, legacy devices, PCI, disks, NICs")         \
     X(VCPU_CREATE, "vcpu create", 0, "KVM_CREATE_VCPU and kvm_run, every vCPU")   \
@@ -80,9 +86,12 @@ struct vm_options {
     bool memstat;               /* print the overhead report */
     bool trace_startup;
     uint64_t t[VM_T_NR];        /* the stages main timed before vm_create */
-    /* /dev/kvm as main opened it for the config check, taken over by
-     * vm_create; NULL: vm_create opens it itself. */
-    struct kvm_dev *kvm;
+};
+
+/* A start-up step on a thread of its own (the kernel loader, KVM set-up). */
+struct vm_side {
+    pthread_t thread;
+    bool started;
 };
 
 /* One line per stage with its duration, to stderr. */
@@ -92,6 +101,13 @@ struct vm {
     const struct dvmm_config *cfg;
     struct vm_options opt;
     struct kvm_vm kvm;
+    /* vm_prepare's thread: KVM_CREATE_VM while main reads the config. */
+    struct kvm_dev kvm_dev;
+    struct vm_side kvm_side;
+    bool prepared;
+    int kvm_ret;
+    char kvm_err[512];
+    uint64_t t_kvm_vm;
     struct guest_mem gm;
     bool gm_open;
     struct bus pio, mmio;
@@ -125,8 +141,17 @@ struct vm {
     int status;                 /* process exit status for the outcome */
 };
 
-/* Build everything from cfg (no vCPU runs yet).  On error, f says what
- * and whose it is, and the VM is torn down. */
+/* Zero the VM and start creating the KVM VM (KVM_CREATE_VM, irqchip,
+ * PIT, GSI routes: nothing there depends on the config) on a thread of
+ * its own, taking over kd's fd: in a nested host KVM_CREATE_VM is the
+ * longest single step of a start, and it overlaps the config's parse and
+ * checks this way.  Failures wait for vm_create, so a config error is
+ * still reported first.  A VM that vm_create never gets must go to
+ * vm_destroy. */
+void vm_prepare(struct vm *vm, struct kvm_dev *kd);
+/* Build everything from cfg (no vCPU runs yet); vm_prepare first, or
+ * vm_create does it (opening /dev/kvm).  On error, f says what and whose
+ * it is, and the VM is torn down. */
 int vm_create(struct vm *vm, const struct dvmm_config *cfg,
               const struct vm_options *opt, struct fail *f);
 /* Start the vCPUs and run the main event loop until the VM ends; returns the
