@@ -114,7 +114,7 @@ static json_object *mce_hex_or_null(bool known, uint64_t v)
 
 int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
 {
-    char ts[48];
+    char ts[128];   /* room for any int gmtime_r gives, as -Wformat-truncation asks */
     struct tm tm;
     time_t sec = ev->time.tv_sec;
     json_object *o;
@@ -126,8 +126,11 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
         buf[0] = '\0';
     if (!gmtime_r(&sec, &tm))
         return -EINVAL;
-    n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%06ldZ", ev->time.tv_nsec / 1000);
+    /* Not strftime: glibc's calls tzset, which reads /etc/localtime the
+     * first time, on a vCPU under its sandbox; a UTC stamp needs no zone. */
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             ev->time.tv_nsec / 1000);
 
     o = json_object_new_object();
     if (!o)

@@ -304,10 +304,6 @@ int sandbox_init(enum sandbox_mode mode, char *err, size_t errlen)
                         strerror(errno));
     if (mode == SANDBOX_OFF)
         return 0;
-    /* strftime (the MCE log's time stamps, on a vCPU) calls tzset, whose
-     * first run opens /etc/localtime: do it now, while files may be opened;
-     * later calls see the same TZ and touch nothing. */
-    tzset();
     if (st && *st) {
         sbx.selftest = sandbox_kind_parse(st);
         if (sbx.selftest < 0 || sbx.selftest == SBX_SPAWNER)
