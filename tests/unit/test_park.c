@@ -75,6 +75,7 @@ static void settle(void)
     nanosleep(&ts, NULL);
 }
 
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
@@ -99,6 +100,18 @@ static void stop_and_join(struct fixture *f)
     park_stop(&f->p);
     for (unsigned i = 0; i < NV; i++)
         pthread_join(f->v[i].thread, NULL);
+}
+
+/* Parked since `at` runs: nothing moves while reason stays; once it is
+ * released (the last one), they all run on, and then stop. */
+static void release_and_finish(struct fixture *f, uint64_t at, unsigned reason)
+{
+    settle();
+    assert_int_equal(total_runs(f), at);
+    park_release(&f->p, reason);
+    while (total_runs(f) < at + 100)
+        sched_yield();
+    stop_and_join(f);
 }
 
 static int teardown(void **state)
@@ -131,7 +144,6 @@ static void test_start_gate(void **state)
 static void test_pause_resume(void **state)
 {
     struct fixture *f = *state;
-    uint64_t at;
 
     start(f);
     while (total_runs(f) < 100)
@@ -140,13 +152,7 @@ static void test_pause_resume(void **state)
     assert_true(park_is(&f->p, PARK_USER));
     for (unsigned i = 0; i < NV; i++)
         assert_true(__atomic_load_n(&f->v[i].kicks, __ATOMIC_RELAXED) >= 1);
-    at = total_runs(f);
-    settle();
-    assert_int_equal(total_runs(f), at);
-    park_release(&f->p, PARK_USER);
-    while (total_runs(f) < at + 100)
-        sched_yield();
-    stop_and_join(f);
+    release_and_finish(f, total_runs(f), PARK_USER);
 }
 
 /* A resume during a reboot does not let the vCPUs run; the reboot's end
@@ -166,12 +172,7 @@ static void test_reasons_are_independent(void **state)
     assert_int_equal(total_runs(f), at);
     assert_true(park_all(&f->p, PARK_USER));
     park_release(&f->p, PARK_REBOOT);
-    settle();
-    assert_int_equal(total_runs(f), at);
-    park_release(&f->p, PARK_USER);
-    while (total_runs(f) < at + 100)
-        sched_yield();
-    stop_and_join(f);
+    release_and_finish(f, at, PARK_USER);
 }
 
 struct waiter {
@@ -215,5 +216,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_releases_everyone, setup, teardown),
     };
 
+    cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
