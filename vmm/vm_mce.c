@@ -11,7 +11,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vmm/cpuid.h"
 #include "vmm/log.h"
 #include "vmm/mono.h"
 #include "guest-mem/gm.h"
