@@ -8,6 +8,8 @@
 
 #include <json-c/json.h>
 
+#include "vmm/utc.h"
+
 #define MCE_SMALL_PAGE 4096ULL
 
 const char *mce_encoding_name(enum mce_encoding enc)
@@ -114,9 +116,8 @@ static json_object *mce_hex_or_null(bool known, uint64_t v)
 
 int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
 {
-    char ts[128];   /* room for any int gmtime_r gives, as -Wformat-truncation asks */
-    struct tm tm;
-    time_t sec = ev->time.tv_sec;
+    char ts[96];   /* room for any year, as -Wformat-truncation asks */
+    struct utc u;
     json_object *o;
     const char *s;
     size_t n;
@@ -124,13 +125,9 @@ int mce_log_line(char *buf, size_t len, const struct mce_event *ev)
 
     if (len)
         buf[0] = '\0';
-    if (!gmtime_r(&sec, &tm))
-        return -EINVAL;
-    /* Not strftime: glibc's calls tzset, which reads /etc/localtime the
-     * first time, on a vCPU under its sandbox; a UTC stamp needs no zone. */
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             ev->time.tv_nsec / 1000);
+    utc_from_secs(ev->time.tv_sec, &u);
+    snprintf(ts, sizeof(ts), "%04lld-%02u-%02uT%02u:%02u:%02u.%06ldZ", (long long)u.year,
+             u.mon, u.day, u.hour, u.min, u.sec, ev->time.tv_nsec / 1000);
 
     o = json_object_new_object();
     if (!o)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "vmm/log.h"
+#include "vmm/utc.h"
 
 /* The one way a signal handler can find the state of the thread it
  * interrupted: each thread that takes SIGBUS (vCPUs, main) binds its own
@@ -53,31 +54,24 @@ static void mce_sb_num(struct mce_sbuf *sb, uint64_t v, unsigned base, unsigned 
         sb->b[sb->n++] = tmp[--i];
 }
 
-/* ISO 8601 UTC like the other MCE log lines; gmtime_r is not
- * async-signal-safe, so days become a civil date by hand (Hinnant's
- * days-to-civil). */
+/* ISO 8601 UTC like the other MCE log lines (vmm/utc.h: no libc time
+ * function is async-signal-safe). */
 static void mce_sb_time(struct mce_sbuf *sb, const struct timespec *ts)
 {
-    int64_t days = ts->tv_sec / 86400, sod = ts->tv_sec % 86400;
-    int64_t z = days + 719468, era = z / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
-    int64_t y = yoe + era * 400 + (m <= 2);
+    struct utc u;
 
-    mce_sb_num(sb, (uint64_t)y, 10, 4);
+    utc_from_secs(ts->tv_sec, &u);
+    mce_sb_num(sb, (uint64_t)u.year, 10, 4);
     mce_sb_str(sb, "-");
-    mce_sb_num(sb, (uint64_t)m, 10, 2);
+    mce_sb_num(sb, u.mon, 10, 2);
     mce_sb_str(sb, "-");
-    mce_sb_num(sb, (uint64_t)d, 10, 2);
+    mce_sb_num(sb, u.day, 10, 2);
     mce_sb_str(sb, "T");
-    mce_sb_num(sb, (uint64_t)(sod / 3600), 10, 2);
+    mce_sb_num(sb, u.hour, 10, 2);
     mce_sb_str(sb, ":");
-    mce_sb_num(sb, (uint64_t)(sod / 60 % 60), 10, 2);
+    mce_sb_num(sb, u.min, 10, 2);
     mce_sb_str(sb, ":");
-    mce_sb_num(sb, (uint64_t)(sod % 60), 10, 2);
+    mce_sb_num(sb, u.sec, 10, 2);
     mce_sb_str(sb, ".");
     mce_sb_num(sb, (uint64_t)ts->tv_nsec / 1000, 10, 6);
     mce_sb_str(sb, "Z");

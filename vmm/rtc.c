@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "vmm/utc.h"
+
 #define RTC_SEC 0x00
 #define RTC_MIN 0x02
 #define RTC_HOUR 0x04
@@ -16,14 +18,14 @@
 #define RTC_CENTURY 0x32
 #define RTC_B_24H 0x02
 
-static uint8_t bcd(int v) { return (uint8_t)(((v / 10) << 4) | (v % 10)); }
+static uint8_t bcd(unsigned v) { return (uint8_t)(((v / 10) << 4) | (v % 10)); }
 
 /* Time registers are computed on every read, so the guest always sees the
  * host's current UTC time and "update in progress" is never set. */
 static uint8_t rtc_read(struct rtc *r, uint8_t reg)
 {
     time_t t = r->now(NULL);
-    struct tm tm;
+    struct utc tm;
 
     if (reg > RTC_YEAR && reg != RTC_CENTURY) {
         if (reg == RTC_REG_C) {
@@ -34,16 +36,17 @@ static uint8_t rtc_read(struct rtc *r, uint8_t reg)
         }
         return r->cmos[reg];
     }
-    gmtime_r(&t, &tm);
+    /* Not gmtime_r: its first call reads /etc/localtime (vmm/utc.h). */
+    utc_from_secs((int64_t)t, &tm);
     switch (reg) {
-    case RTC_SEC: return bcd(tm.tm_sec);
-    case RTC_MIN: return bcd(tm.tm_min);
-    case RTC_HOUR: return bcd(tm.tm_hour);
-    case RTC_WDAY: return bcd(tm.tm_wday + 1);
-    case RTC_MDAY: return bcd(tm.tm_mday);
-    case RTC_MON: return bcd(tm.tm_mon + 1);
-    case RTC_YEAR: return bcd(tm.tm_year % 100);
-    case RTC_CENTURY: return bcd((tm.tm_year + 1900) / 100);
+    case RTC_SEC: return bcd(tm.sec);
+    case RTC_MIN: return bcd(tm.min);
+    case RTC_HOUR: return bcd(tm.hour);
+    case RTC_WDAY: return bcd(tm.wday + 1);
+    case RTC_MDAY: return bcd(tm.day);
+    case RTC_MON: return bcd(tm.mon);
+    case RTC_YEAR: return bcd((unsigned)(tm.year % 100));
+    case RTC_CENTURY: return bcd((unsigned)(tm.year / 100));
     default: return 0;              /* alarm registers */
     }
 }
