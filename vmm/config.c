@@ -30,11 +30,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "vmm/config_schema.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
 
 #define CFG_NAME_MAX 64               /* section or key name from --set */
 #define CFG_FILE_MAX (1 << 20)        /* a VM description is never this big */
@@ -1515,12 +1515,7 @@ int cfg_load(const char *file, char *const *sets, unsigned nsets,
     c.nsets = nsets;
     if ((rc = cfg_apply_sets(&c, sets, nsets)))
         goto out;
-    {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        out->t_parsed = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-    }
+    out->t_parsed = mono_ns();
     if ((rc = cfg_check_names(&c)))
         goto out;
     for (int s = 0; s < CFG_SEC_NR && !rc; s++) {

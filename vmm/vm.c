@@ -134,26 +134,20 @@ static void vm_vcpu_poll(void *ctx, struct vcpu *v)
 
 static void vm_vcpu_event(void *ctx, struct vcpu *v, enum vcpu_event ev)
 {
+    /* What each end of a vCPU's loop means for the VM and dvmm's exit. */
+    static const struct { enum vm_outcome out; int status; } end[] = {
+        [VCPU_EV_POWEROFF] = { VM_OUT_RESET, 0 },
+        [VCPU_EV_CRASH] = { VM_OUT_CRASH, 1 },
+        [VCPU_EV_MCE_SHUTDOWN] = { VM_OUT_MCE_SHUTDOWN, 1 },
+        [VCPU_EV_ERROR] = { VM_OUT_ERROR, 1 },
+    };
     struct vm *vm = ctx;
 
     (void)v;
-    switch (ev) {
-    case VCPU_EV_RESET:
+    if (ev == VCPU_EV_RESET)
         vm_request_reset(vm);
-        break;
-    case VCPU_EV_POWEROFF:
-        vm_request_exit(vm, VM_OUT_RESET, 0);
-        break;
-    case VCPU_EV_CRASH:
-        vm_request_exit(vm, VM_OUT_CRASH, 1);
-        break;
-    case VCPU_EV_MCE_SHUTDOWN:
-        vm_request_exit(vm, VM_OUT_MCE_SHUTDOWN, 1);
-        break;
-    case VCPU_EV_ERROR:
-        vm_request_exit(vm, VM_OUT_ERROR, 1);
-        break;
-    }
+    else
+        vm_request_exit(vm, end[ev].out, end[ev].status);
 }
 
 static const struct vcpu_ops vm_vcpu_ops = {
