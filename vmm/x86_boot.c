@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "vmm/e820.h"
 #include "vmm/log.h"
+#include "vmm/mono.h"
 #include "vmm/mptable.h"
 
 #define PTE_P  0x1ULL
@@ -60,14 +60,6 @@ static uint64_t boot_map_end(const struct guest_mem *gm)
     if (end > X86_BOOT_PD_MAX * GM_GiB)
         end = X86_BOOT_PD_MAX * GM_GiB;
     return end;
-}
-
-static uint64_t boot_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 /* The identity map with 2 MiB leaves: the instruction emulator triple-
@@ -202,7 +194,7 @@ int x86_boot_load_fd(struct guest_mem *gm, const struct dvmm_config *cfg, int ke
         goto out;
     }
 
-    out->t_kernel = out->t_initrd = boot_now_ns();
+    out->t_kernel = out->t_initrd = mono_ns();
     initrd_max = (uint32_t)(low_end - 1);
     if (k.kind == LOADER_BZIMAGE)
         initrd_max = k.hdr.version >= 0x0203 ? k.hdr.initrd_addr_max
@@ -213,7 +205,7 @@ int x86_boot_load_fd(struct guest_mem *gm, const struct dvmm_config *cfg, int ke
                                 &initrd_size, err, errlen);
         if (rc < 0)
             goto out;
-        out->t_initrd = boot_now_ns();
+        out->t_initrd = mono_ns();
     }
 
     bp = gm_gpa_to_hva(gm, X86_BOOT_ZERO_PAGE_GPA, sizeof(*bp));
@@ -269,7 +261,7 @@ int x86_boot_load_fd(struct guest_mem *gm, const struct dvmm_config *cfg, int ke
              (unsigned long long)k.start, (unsigned long long)k.end,
              (unsigned long long)k.entry, (unsigned long long)initrd_size,
              (unsigned long long)initrd_gpa, n, ncpus);
-    out->t_tables = boot_now_ns();
+    out->t_tables = mono_ns();
     rc = 0;
 out:
     /* The guest's RAM now holds what was written here, whatever happened. */
