@@ -128,7 +128,8 @@ int vcpu_init_cpuid(struct vcpu *v);
  * long-mode entry registers from env->boot; APs wait for INIT-SIPI-SIPI. */
 int vcpu_reset(struct vcpu *v);
 /* One ioctl on the vCPU fd from its own thread or while it is parked:
- * 0, or -errno logged as "vcpuN: NAME: why". */
+ * the ioctl's value (>= 0; KVM_GET_MSRS's count), or -errno, logged as
+ * "vcpuN: NAME: why". */
 int vcpu_ioctl(struct vcpu *v, unsigned long req, void *arg, const char *name);
 /* One MSR by KVM_GET_MSRS: 0 or -errno (-EINVAL: KVM returned none). */
 int vcpu_get_msr(struct vcpu *v, uint32_t index, uint64_t *val);
