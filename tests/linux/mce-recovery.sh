@@ -126,17 +126,32 @@ lm_alive() {
     return 1
 }
 
+# The guest's console as lines.  The kernel's printk does not wait for a
+# user-space line to end on the serial console: a record can land inside
+# one ("VICTIM-SIGBUS ro[   14.53] MCE: Killing victim... \nund=ao code=..."
+# was seen).  Such a record goes out on a line of its own and the two
+# halves of the cut line are joined again.
+lm_console() {
+    tr -d '\r' <"$con" | awk '
+        { if (cut != "") { $0 = cut $0; cut = "" } }
+        match($0, /\[ *[0-9]+\.[0-9]+\] /) && RSTART > 1 {
+            print substr($0, RSTART); cut = substr($0, 1, RSTART - 1); next
+        }
+        { print }
+        END { if (cut != "") print cut }'
+}
+
 # lm_wait NAME REGEX SECONDS: until the console has a matching line (the
 # time it was first seen goes into at[NAME]); fails when dvmm exits
 # without it or SECONDS pass.
 lm_wait() {
     local name=$1 re=$2 end=$(( $(date +%s) + $3 ))
     while :; do
-        if tr -d '\r' <"$con" | grep -Eq -- "$re"; then
+        if lm_console | grep -Eq -- "$re"; then
             [ -n "${at[$name]:-}" ] || at[$name]=$(lm_elapsed)
             return 0
         fi
-        lm_alive || { tr -d '\r' <"$con" | grep -Eq -- "$re" && at[$name]=${at[exit]}; return; }
+        lm_alive || { lm_console | grep -Eq -- "$re" && at[$name]=${at[exit]}; return; }
         [ "$(date +%s)" -lt "$end" ] || return 1
         # Keep a copy that outlives a nested host that dies with its /tmp.
         lm_save
@@ -144,7 +159,7 @@ lm_wait() {
     done
 }
 
-lm_line() { tr -d '\r' <"$con" | grep -Eo -m1 -- "$1"; }
+lm_line() { lm_console | grep -Eo -m1 -- "$1"; }
 
 lm_fail_ctx() {
     echo "dvmm: ${rc:-still running} after $(lm_elapsed) s"
@@ -155,7 +170,7 @@ lm_fail_ctx() {
     fi
     ctx_shown=yes
     echo "console (last lines):"
-    tr -d '\r' <"$con" | grep -v '^\s*$' | tail -n 15
+    lm_console | grep -v '^\s*$' | tail -n 15
     echo "dvmm stderr (last lines):"
     tail -n 6 "$err"
 }
@@ -213,7 +228,7 @@ else
 fi
 lm_step queues "GUEST-BLK-QUEUES ok $vcpus\$" 60 "virtio-blk vda has one queue per vCPU ($vcpus)"
 lm_step blkio "GUEST-BLK-IO ok.*" 60 "guest wrote 1 MiB to vda and read the same bytes back"
-tr -d '\r' <"$con" | grep -m1 'GUEST-MCE-POLL' | tap_diag -
+lm_console | grep -m1 'GUEST-MCE-POLL' | tap_diag -
 
 # lm_round NAME: wait for the victim of round NAME; sets gpa, va, vcpu.
 declare -A gpas=()
@@ -239,7 +254,7 @@ lm_recovered() {
 }
 # lm_kernel_said ROUND: what the guest kernel printed during that round.
 lm_kernel_said() {
-    tr -d '\r' <"$con" | sed -n "/VICTIM-READY round=$1 /,/GUEST-VICTIM-EXIT round=$1 /p" |
+    lm_console | sed -n "/VICTIM-READY round=$1 /,/GUEST-VICTIM-EXIT round=$1 /p" |
         grep -E '^\[ *[0-9]+\.[0-9]+\]' | head -n 16
 }
 
@@ -326,7 +341,7 @@ else
         "guest not idle or dvmm gone" "$(lm_fail_ctx)"
 fi
 lm_step panic 'Kernel panic - not syncing' 60 "negative control: the guest kernel panics"
-tr -d '\r' <"$con" | sed -n '/GUEST-IDLE/,$p' | grep -E 'mce|Hardware Error|panic|context' | head -n 8 | tap_diag -
+lm_console | sed -n '/GUEST-IDLE/,$p' | grep -E 'mce|Hardware Error|panic|context' | head -n 8 | tap_diag -
 while lm_alive && [ "$(date +%s)" -lt $(( ${t0%.*} + limit )) ]; do sleep 0.5; done
 if lm_alive; then
     ctl status
@@ -345,13 +360,13 @@ else
         "$(lm_fail_ctx)"
 fi
 # No panic before the negative control.
-first_panic=$(tr -d '\r' <"$con" | grep -n -m1 'Kernel panic' | cut -d: -f1)
-idle_line=$(tr -d '\r' <"$con" | grep -n -m1 'GUEST-IDLE' | cut -d: -f1)
+first_panic=$(lm_console | grep -n -m1 'Kernel panic' | cut -d: -f1)
+idle_line=$(lm_console | grep -n -m1 'GUEST-IDLE' | cut -d: -f1)
 if [ -n "$idle_line" ] && { [ -z "$first_panic" ] || [ "$first_panic" -gt "$idle_line" ]; }; then
     tap_ok "no guest panic before the negative control"
 else
     tap_not_ok "no guest panic before the negative control" \
-        "$(tr -d '\r' <"$con" | grep -B4 -m1 'Kernel panic')"
+        "$(lm_console | grep -B4 -m1 'Kernel panic')"
 fi
 
 # 28: the MCE log, one JSON line per event, in the guest's encoding.
