@@ -834,9 +834,7 @@ static bool cfg_file_backed(const struct gm_config *m)
 
 static const char *cfg_backend_name(const struct gm_config *m)
 {
-    const char *n = cfg_enum_name(CFG_SEC_MEMORY, "backend", (int)m->backend);
-
-    return n ? n : "?";
+    return cfg_enum_word(CFG_SEC_MEMORY, "backend", (int)m->backend);
 }
 
 /* A path only where the backend has a file system, and there always. */

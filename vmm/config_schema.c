@@ -21,6 +21,13 @@ const char *cfg_enum_name(enum cfg_sec sec, const char *key, int value)
     return NULL;
 }
 
+const char *cfg_enum_word(enum cfg_sec sec, const char *key, int value)
+{
+    const char *n = cfg_enum_name(sec, key, value);
+
+    return n ? n : "?";
+}
+
 static void cfg_md_values(FILE *f, const struct cfg_key *k)
 {
     unsigned long long min = k->min, max = cfg_key_max(k);

@@ -83,6 +83,8 @@ extern const size_t cfg_nkeys;
 /* The word for an ENUM row's value (on_reset, vhost, ...), for printing a
  * loaded config; NULL when sec.key is no ENUM row or value none of its. */
 const char *cfg_enum_name(enum cfg_sec sec, const char *key, int value);
+/* The same for messages and printouts: "?" where cfg_enum_name has none. */
+const char *cfg_enum_word(enum cfg_sec sec, const char *key, int value);
 
 /* README.md's table: header, separator and one row per key, in table
  * order.  0, or -EIO when f could not take it. */

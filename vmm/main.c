@@ -184,14 +184,6 @@ static const char *e820_type_name(uint32_t t)
     }
 }
 
-/* A loaded value in the words the config takes (the schema's). */
-static const char *check_word(enum cfg_sec sec, const char *key, int value)
-{
-    const char *w = cfg_enum_name(sec, key, value);
-
-    return w ? w : "?";
-}
-
 static int cmd_check(int argc, char **argv)
 {
     struct dvmm_config *cfg = calloc(1, sizeof(*cfg));
@@ -233,7 +225,7 @@ static int cmd_check(int argc, char **argv)
     printf("vm: name %s, %u vCPU%s, %llu MiB RAM, on_reset %s\n", cfg->vm.name,
            cfg->vm.vcpus, cfg->vm.vcpus == 1 ? "" : "s",
            (unsigned long long)(cfg->vm.memory >> 20),
-           check_word(CFG_SEC_VM, "on_reset", (int)cfg->vm.on_reset));
+           cfg_enum_word(CFG_SEC_VM, "on_reset", (int)cfg->vm.on_reset));
     printf("kernel: %s\n", cfg->vm.kernel);
     if (cfg->vm.initrd[0])
         printf("initrd: %s\n", cfg->vm.initrd);
@@ -266,7 +258,7 @@ static int cmd_check(int argc, char **argv)
                "mtu %u, vhost %s\n", nc->index, nc->tap, nc->mac[0], nc->mac[1], nc->mac[2],
                nc->mac[3], nc->mac[4], nc->mac[5], nc->mac_given ? "" : " (derived)",
                nc->queues, nc->queues == 1 ? "" : "s", nc->queue_size, nc->mtu,
-               check_word(CFG_SEC_NET, "vhost", (int)nc->vhost));
+               cfg_enum_word(CFG_SEC_NET, "vhost", (int)nc->vhost));
     }
     if (cfg->control.enabled)
         printf("control: %s\n", cfg->control.socket);

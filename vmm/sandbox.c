@@ -38,7 +38,7 @@ struct sbx_start {
 };
 
 /* The sandbox is process-wide, like the filters' effect: written by main
- * in sandbox_init before any other thread exists, then read-only except
+ * in sandbox_init before any thread that reads it exists, then read-only except
  * for the spawner's request slot (under lock) and the one-shot test hook
  * (atomic).  Thread entry points in guest-mem/ and virtio/ reach it here
  * rather than through every device's struct. */

@@ -45,7 +45,8 @@ enum sandbox_kind {
     SBX_NKINDS
 };
 
-/* Once, on the main thread, before any other thread exists: pick every
+/* Once, on the main thread, before any thread that enters a sandbox
+ * exists (vm_prepare's KVM set-up thread may run; it never does): pick every
  * kind's filter for `mode` (BPF compiled at build time, ready to load
  * with one system call; no libseccomp at run time), install the
  * SIGSYS handler and read the test hook; main's sandbox_enter starts the

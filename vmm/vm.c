@@ -23,12 +23,16 @@
 void vm_print_trace(const uint64_t *t)
 {
 #define VM_STAGE_ROW(id, name, thread, what) { name, thread },
-    static const struct { const char *name; unsigned thread; } st[VM_T_NR] = {
+    static const struct { const char *name; enum vm_thread thread; } st[VM_T_NR] = {
         VM_STAGES(VM_STAGE_ROW)
     };
 #undef VM_STAGE_ROW
     /* Each thread's stages follow on from its own previous mark. */
-    uint64_t prev[3] = { t[VM_T_START], t[VM_T_MEMORY], t[VM_T_KVM_QUERY] };
+    uint64_t prev[VM_TH_NR] = {
+        [VM_TH_MAIN] = t[VM_T_START],
+        [VM_TH_LOADER] = t[VM_T_MEMORY],
+        [VM_TH_KVM] = t[VM_T_KVM_QUERY],
+    };
 
     for (unsigned i = VM_T_START + 1; i < VM_T_NR; i++) {
         if (!t[i])
@@ -280,16 +284,6 @@ static void vm_side_join(struct vm_side *s)
     s->started = false;
 }
 
-static void vm_loader_start(struct vm_loader *l, struct vm *vm)
-{
-    l->vm = vm;
-    vm_side_start(&l->side, vm_loader_main, l, "loader");
-}
-
-static void vm_loader_join(struct vm_loader *l)
-{
-    vm_side_join(&l->side);
-}
 
 static void *vm_kvm_main(void *arg)
 {
@@ -345,7 +339,8 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     memcpy(vm->t, vm->opt.t, sizeof(vm->t));
     if (!vm->t[VM_T_START])
         vm->t[VM_T_START] = mono_ns();
-    /* Before the first thread (gm_open's prefault helpers) exists. */
+    /* Before any thread that filters itself (gm_open's prefault helpers)
+     * exists; vm_prepare's KVM thread never does, and is joined below. */
     ret = sandbox_init(cfg->sandbox.seccomp == CFG_SECCOMP_YES ? SANDBOX_ENFORCE :
                        cfg->sandbox.seccomp == CFG_SECCOMP_LOG ? SANDBOX_LOG : SANDBOX_OFF,
                        f->msg, sizeof(f->msg));
@@ -399,7 +394,8 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     vm->gm_open = true;
     vm->t[VM_T_MEMORY] = mono_ns();
 
-    vm_loader_start(&loader, vm);
+    loader.vm = vm;
+    vm_side_start(&loader.side, vm_loader_main, &loader, "loader");
     vm->t[VM_T_LOAD_BEGIN] = mono_ns();
     ret = vm_kvm_join(vm);
     vm->t[VM_T_KVM_VM] = vm->t_kvm_vm;
@@ -517,7 +513,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     vm->t[VM_T_VCPU_CREATE] = mono_ns();
 
     /* The vCPUs' registers come from vm->boot. */
-    vm_loader_join(&loader);
+    vm_side_join(&loader.side);
     vm->t[VM_T_LOAD_JOIN] = mono_ns();
     vm->t[VM_T_KERNEL] = vm->boot.t_kernel;
     vm->t[VM_T_INITRD] = cfg->vm.initrd[0] ? vm->boot.t_initrd : 0;
@@ -547,7 +543,7 @@ int vm_create(struct vm *vm, const struct dvmm_config *cfg,
     return 0;
 fail:
     /* The loader writes guest RAM, which vm_destroy unmaps. */
-    vm_loader_join(&loader);
+    vm_side_join(&loader.side);
     vm_destroy(vm);
     return ret;
 }

@@ -47,36 +47,34 @@ enum vm_outcome {
  * VM_T_KVM_QUERY on (vm_prepare), alongside the config; "kvm join" is
  * main's wait for it.  tests/bench/startup.sh reads whatever names this
  * prints.  X(id, name, thread: VM_TH_*, what the mark means) */
-#define VM_TH_MAIN   0
-#define VM_TH_LOADER 1
-#define VM_TH_KVM    2
-#define VM_STAGES(X)                                                              \
-    X(START, "start", 0, "main() entered (about exec)")                           \
-    X(KVM_QUERY, "kvm query", 0, "/dev/kvm opened, capabilities read")            \
-    X(KVM_VM, "KVM_CREATE_VM", 2, "VM, irqchip, PIT, routes (its own thread)")    \
-    X(CFG_PARSE, "config parse", 0, "file read, linted, parsed; --set applied")   \
-    X(CFG_CHECK, "config check", 0, "every key validated, named files checked")  \
-    X(SANDBOX, "sandbox", 0, "build-time filters picked, SIGSYS handler")         \
-    X(MEMORY, "memory", 0, "guest RAM mapped")                                    \
-    X(LOAD_BEGIN, "loader spawn", 0, "kernel loader thread created")              \
-    X(KVM_JOIN, "kvm join", 0, "main has the VM (caps checked)")                  \
-    X(MEMSLOTS, "memslots", 0, "guest RAM registered with KVM")                   \
-    X(DEVICES, "devices", 0, "console, legacy devices, PCI, disks, NICs")         \
-    X(VCPU_CREATE, "vcpu create", 0, "KVM_CREATE_VCPU and kvm_run, every vCPU")   \
-    X(KERNEL, "loader: kernel", 1, "kernel checked and read into guest RAM")      \
-    X(INITRD, "loader: initrd", 1, "initrd read into guest RAM")                  \
-    X(BOOT_TABLES, "loader: tables", 1, "zero page, e820, cmdline, paging, MP")   \
-    X(LOAD_JOIN, "loader join", 0, "main has the loader's result")                \
-    X(VCPU_CPUID, "vcpu cpuid", 0, "KVM_SET_CPUID2, every vCPU")                  \
-    X(VCPU_RESET, "vcpu reset", 0, "MSRs, FPU, LAPIC, registers, every vCPU")     \
-    X(RUN_SETUP, "run setup", 0, "signalfd, epoll, handlers, control, console")    \
-    X(FIRST_RUN, "first KVM_RUN", 0, "vCPU threads made, vCPU 0 in KVM_RUN")        \
-    X(EXIT, "guest ran", 0, "the guest's end seen by main")                       \
-    X(DONE, "teardown", 0, "vCPUs joined, disks synced")
+enum vm_thread { VM_TH_MAIN, VM_TH_LOADER, VM_TH_KVM, VM_TH_NR };
+#define VM_STAGES(X)                                                                       \
+    X(START, "start", VM_TH_MAIN, "main() entered (about exec)")                           \
+    X(KVM_QUERY, "kvm query", VM_TH_MAIN, "/dev/kvm opened, capabilities read")            \
+    X(KVM_VM, "KVM_CREATE_VM", VM_TH_KVM, "VM, irqchip, PIT, routes (its own thread)")     \
+    X(CFG_PARSE, "config parse", VM_TH_MAIN, "file read, linted, parsed; --set applied")   \
+    X(CFG_CHECK, "config check", VM_TH_MAIN, "every key validated, named files checked")   \
+    X(SANDBOX, "sandbox", VM_TH_MAIN, "build-time filters picked, SIGSYS handler")         \
+    X(MEMORY, "memory", VM_TH_MAIN, "guest RAM mapped")                                    \
+    X(LOAD_BEGIN, "loader spawn", VM_TH_MAIN, "kernel loader thread created")              \
+    X(KVM_JOIN, "kvm join", VM_TH_MAIN, "main has the VM (caps checked)")                  \
+    X(MEMSLOTS, "memslots", VM_TH_MAIN, "guest RAM registered with KVM")                   \
+    X(DEVICES, "devices", VM_TH_MAIN, "console, legacy devices, PCI, disks, NICs")         \
+    X(VCPU_CREATE, "vcpu create", VM_TH_MAIN, "KVM_CREATE_VCPU and kvm_run, every vCPU")   \
+    X(KERNEL, "loader: kernel", VM_TH_LOADER, "kernel checked and read into guest RAM")    \
+    X(INITRD, "loader: initrd", VM_TH_LOADER, "initrd read into guest RAM")                \
+    X(BOOT_TABLES, "loader: tables", VM_TH_LOADER, "zero page, e820, cmdline, paging, MP") \
+    X(LOAD_JOIN, "loader join", VM_TH_MAIN, "main has the loader's result")                \
+    X(VCPU_CPUID, "vcpu cpuid", VM_TH_MAIN, "KVM_SET_CPUID2, every vCPU")                  \
+    X(VCPU_RESET, "vcpu reset", VM_TH_MAIN, "MSRs, FPU, LAPIC, registers, every vCPU")     \
+    X(RUN_SETUP, "run setup", VM_TH_MAIN, "signalfd, epoll, handlers, control, console")   \
+    X(FIRST_RUN, "first KVM_RUN", VM_TH_MAIN, "vCPU threads made, vCPU 0 in KVM_RUN")      \
+    X(EXIT, "guest ran", VM_TH_MAIN, "the guest's end seen by main")                       \
+    X(DONE, "teardown", VM_TH_MAIN, "vCPUs joined, disks synced")
 
 /* CLOCK_MONOTONIC ns per stage, 0 = not reached. */
 enum vm_stage {
-#define VM_STAGE_ENUM(id, name, loader, what) VM_T_##id,
+#define VM_STAGE_ENUM(id, name, thread, what) VM_T_##id,
     VM_STAGES(VM_STAGE_ENUM)
 #undef VM_STAGE_ENUM
     VM_T_NR
