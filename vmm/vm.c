@@ -47,10 +47,8 @@ void vm_print_trace(const uint64_t *t)
 /* Wake the main loop (its event fd). */
 static void vm_wake_main(struct vm *vm)
 {
-    uint64_t one = 1;
-
     /* A full counter already wakes the main loop; nothing else can fail. */
-    if (write(vm->event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    if (eventfd_write(vm->event_fd, 1) < 0 && errno != EAGAIN)
         log_err("vm: event_fd write: %s", strerror(errno));
 }
 

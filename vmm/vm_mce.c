@@ -3,10 +3,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -286,7 +285,6 @@ static void vm_mce_user_finish(struct vm_mce *m, struct vcpu *v, int ret, bool i
 static void vm_mce_user_finish(struct vm_mce *m, struct vcpu *v, int ret, bool injected,
                                const char *fmt, ...)
 {
-    uint64_t one = 1;
     struct vcpu_mce_user *u = &v->mce_user;
     va_list ap;
 
@@ -303,7 +301,7 @@ static void vm_mce_user_finish(struct vm_mce *m, struct vcpu *v, int ret, bool i
     __atomic_store_n(&v->mce_user_active, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&v->mce_lock);
     /* A full counter already wakes main; nothing else can fail. */
-    if (write(m->main_event_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    if (eventfd_write(m->main_event_fd, 1) < 0 && errno != EAGAIN)
         log_err("vcpu%u: waking main for the mode=user outcome: %s", v->idx,
                 strerror(errno));
 }
@@ -497,8 +495,9 @@ void vm_mce_main_poll(struct vm_mce *m)
  * the same way (vCPU 0, AO encoding: #MC for Intel, a deferred error for
  * AMD; nothing new when the page is already on the list). */
 int vm_mce_device_failure(struct vm_mce *m, uint64_t hva, unsigned lsb, const char *origin)
-{    struct mce_sig sig = { .addr = hva, .lsb = lsb, .kind = MCE_AO };
-    uint64_t gpa, one = 1;
+{
+    struct mce_sig sig = { .addr = hva, .lsb = lsb, .kind = MCE_AO };
+    uint64_t gpa;
 
     snprintf(sig.origin, sizeof(sig.origin), "%s", origin ? origin : "device");
     if (gm_hva_to_gpa(m->gm, (void *)(uintptr_t)(hva & ~4095ULL), &gpa) == 0)
@@ -509,7 +508,7 @@ int vm_mce_device_failure(struct vm_mce *m, uint64_t hva, unsigned lsb, const ch
         log_warn("%s: memory failure at HVA 0x%llx, outside guest RAM", sig.origin,
                  (unsigned long long)hva);
     vm_mce_queue(&m->vcpus[0], &sig, false);
-    if (write(m->main.wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    if (eventfd_write(m->main.wake_fd, 1) < 0 && errno != EAGAIN) {
         int e = errno;
 
         log_err("%s: waking the main thread for vCPU 0: %s", sig.origin, strerror(e));
